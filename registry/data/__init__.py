@@ -1,0 +1,30 @@
+"""Training and evaluation data for recipes: every task yields deterministic `Batch`es from seeds alone.
+
+A training batch is a pure function of (seed, step), so resuming needs only the step and every process of a
+distributed run can cut its share out of the same global batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...schemas.recipe import DataConfig
+from .batch import IGNORE, Batch, Task
+
+
+def make_task(data: DataConfig, base_dir: Path) -> Task:
+    """The task a recipe's `data` section describes; relative file paths resolve against `base_dir`."""
+    if data.kind == "formal-language":
+        from .formal import FormalLanguageTask
+
+        return FormalLanguageTask(data)
+    if data.kind == "mqar":
+        from .mqar import MQARTask
+
+        return MQARTask(data)
+    from .text import TextTask
+
+    return TextTask(data, base_dir)
+
+
+__all__ = ["IGNORE", "Batch", "Task", "make_task"]

@@ -1,0 +1,164 @@
+"""A recipe: everything needed to train and evaluate one model, as a validated document (torch-free)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, model_validator
+
+from .base import Schema
+
+FORMAL_TASKS = ("parity", "even_pairs", "cycle_navigation", "modular_arithmetic")
+
+
+class Lengths(Schema):
+    """An inclusive range of sequence lengths; each sample draws its length uniformly from it."""
+
+    min: int = Field(ge=2)
+    max: int = Field(ge=2)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Lengths:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must be <= max ({self.max})")
+        return self
+
+
+class ModelRef(Schema):
+    name: str = Field(min_length=1)
+    """A zoo name or a YAML path (relative to the recipe file)."""
+    overrides: dict[str, Any] = {}
+    """Dotted keys applied to the entry, e.g. `model.slstm_at: []`."""
+    pretrained: bool | str = False
+    """Start from the entry's weights (a tag, or true for the default tag) instead of a fresh init."""
+
+
+class FormalLanguageData(Schema):
+    """A task of the xLSTM paper's formal-language suite, generated deterministically from seeds."""
+
+    kind: Literal["formal-language"]
+    task: Literal[FORMAL_TASKS]
+    vocab_size: int | None = Field(None, ge=3)
+    """None takes the task's default (parity 3, even_pairs 3, cycle_navigation 10, modular_arithmetic 10)."""
+    train_lengths: Lengths = Lengths(min=3, max=40)
+    eval_lengths: Lengths = Lengths(min=40, max=256)
+    """Longer than training: the test measures length extrapolation."""
+    eval_samples: int = Field(1024, ge=1)
+    seed: int = 0
+    """Seed of the evaluation set, fixed across training seeds so runs are compared on the same samples."""
+
+
+class MQARData(Schema):
+    """Multi-query associative recall: key-value pairs, then queries whose answers are the values."""
+
+    kind: Literal["mqar"]
+    vocab_size: int = Field(8192, ge=8)
+    context_length: int = Field(64, ge=4)
+    num_kv_pairs: int = Field(4, ge=1)
+    eval_context_length: int | None = Field(None, ge=4)
+    """None evaluates at the training length."""
+    eval_samples: int = Field(1024, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _fits(self) -> MQARData:
+        for name in ("context_length", "eval_context_length"):
+            length = getattr(self, name)
+            if length is not None and length < 4 * self.num_kv_pairs:
+                raise ValueError(f"{name} ({length}) must be >= 4 * num_kv_pairs ({4 * self.num_kv_pairs})")
+        if self.vocab_size < 2 * self.num_kv_pairs + 2:
+            raise ValueError(f"vocab_size ({self.vocab_size}) too small for {self.num_kv_pairs} distinct keys and values")
+        return self
+
+
+class TextData(Schema):
+    """Language modelling on local files, split into train and validation by position."""
+
+    kind: Literal["text"]
+    files: list[str] = Field(min_length=1)
+    """Paths relative to the recipe file; `zoo-data:NAME` names a corpus shipped with the package."""
+    format: Literal["text", "json", "parquet"] | None = None
+    """None infers it from the file suffix (.txt, .jsonl/.json(.gz), .parquet)."""
+    text_field: str = "text"
+    tokenizer: Literal["char", "byte", "gpt2"] = "char"
+    """char: the corpus's distinct characters; byte: UTF-8 bytes; gpt2: GPT-2 BPE from a local ranks file."""
+    context_length: int = Field(128, ge=2)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    """The last fraction of the token stream is held out for validation."""
+
+
+DataConfig = Annotated[Union[FormalLanguageData, MQARData, TextData], Field(discriminator="kind")]
+
+
+class Optimizer(Schema):
+    kind: Literal["adamw"] = "adamw"
+    lr: float = Field(gt=0)
+    betas: tuple[float, float] = (0.9, 0.99)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    """Applied to the parameter groups the model's weight-decay rules select."""
+
+
+class Schedule(Schema):
+    """Linear warm-up to the peak lr, then cosine decay to a floor."""
+
+    warmup_steps: int = Field(0, ge=0)
+    decay_steps: int | None = Field(None, ge=1)
+    """Steps from the start to the end of the decay; None means train.max_steps."""
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    """The floor, as a fraction of the peak lr."""
+
+
+class Train(Schema):
+    max_steps: int = Field(ge=0)
+    """0 trains nothing: the recipe only evaluates (the entry's weights when model.pretrained is set)."""
+    batch_size: int = Field(ge=1)
+    """Global batch: split evenly over the processes of a distributed run."""
+    seed: int = 0
+    """Seeds the init and the training stream."""
+    checkpoint_every: int = Field(0, ge=0)
+    """0 writes a checkpoint only at the end."""
+    log_every: int = Field(10, ge=1)
+    grad_clip: float | None = Field(1.0, gt=0)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16 runs the forward under autocast with fp32 weights."""
+    distributed: Literal["ddp", "fsdp"] = "ddp"
+    """Wrapper used under torchrun: DDP, or PyTorch's FSDP2 `fully_shard`."""
+
+
+class EarlyStop(Schema):
+    metric: str = "accuracy"
+    threshold: float
+    mode: Literal["max", "min"] = "max"
+    """max stops once the metric reaches the threshold, min once it falls to it."""
+
+
+class Eval(Schema):
+    every: int = Field(0, ge=0)
+    """Evaluate every this many steps (0: only at the end)."""
+    batch_size: int = Field(128, ge=1)
+    max_batches: int | None = Field(None, ge=1)
+    """Cap on validation batches (None: the whole validation set)."""
+    early_stop: EarlyStop | None = None
+
+
+class Recipe(Schema):
+    """How one model is trained and evaluated. Zoo entries point at recipes; results name the recipe role."""
+
+    schema_version: Literal[1] = 1
+    description: str = ""
+    model: ModelRef
+    data: DataConfig
+    optimizer: Optimizer
+    schedule: Schedule = Schedule()
+    train: Train
+    eval: Eval = Eval()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        if self.eval.early_stop and self.eval.every == 0:
+            raise ValueError("eval.early_stop needs eval.every > 0")
+        decay = self.schedule.decay_steps or self.train.max_steps
+        if self.train.max_steps and self.schedule.warmup_steps > decay:
+            raise ValueError(f"schedule.warmup_steps ({self.schedule.warmup_steps}) exceeds the decay steps ({decay})")
+        return self
