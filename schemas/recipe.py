@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, model_validator
 
 from .base import Schema
+from .errors import FieldErrors
 
 FORMAL_TASKS = ("parity", "even_pairs", "cycle_navigation", "modular_arithmetic")
 
@@ -19,8 +20,10 @@ class Lengths(Schema):
 
     @model_validator(mode="after")
     def _ordered(self) -> Lengths:
+        errors = FieldErrors()
         if self.min > self.max:
-            raise ValueError(f"min ({self.min}) must be <= max ({self.max})")
+            errors.add(("max",), f"expected at least min ({self.min}), got {self.max}")
+        errors.raise_if_any()
         return self
 
 
@@ -62,12 +65,15 @@ class MQARData(Schema):
 
     @model_validator(mode="after")
     def _fits(self) -> MQARData:
+        errors = FieldErrors()
         for name in ("context_length", "eval_context_length"):
             length = getattr(self, name)
             if length is not None and length < 4 * self.num_kv_pairs:
-                raise ValueError(f"{name} ({length}) must be >= 4 * num_kv_pairs ({4 * self.num_kv_pairs})")
+                errors.add((name,), f"expected at least 4 * num_kv_pairs = {4 * self.num_kv_pairs}, got {length}")
         if self.vocab_size < 2 * self.num_kv_pairs + 2:
-            raise ValueError(f"vocab_size ({self.vocab_size}) too small for {self.num_kv_pairs} distinct keys and values")
+            errors.add(("vocab_size",), f"expected at least {2 * self.num_kv_pairs + 2} for {self.num_kv_pairs} "
+                       f"distinct keys and values, got {self.vocab_size}")
+        errors.raise_if_any()
         return self
 
 
@@ -122,8 +128,6 @@ class Train(Schema):
     grad_clip: float | None = Field(1.0, gt=0)
     precision: Literal["fp32", "bf16"] = "fp32"
     """bf16 runs the forward under autocast with fp32 weights."""
-    distributed: Literal["ddp", "fsdp"] = "ddp"
-    """Wrapper used under torchrun: DDP, or PyTorch's FSDP2 `fully_shard`."""
 
 
 class EarlyStop(Schema):
@@ -156,9 +160,12 @@ class Recipe(Schema):
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
+        errors = FieldErrors()
         if self.eval.early_stop and self.eval.every == 0:
-            raise ValueError("eval.early_stop needs eval.every > 0")
+            errors.add(("eval", "every"), "expected a positive interval for eval.early_stop, got 0")
         decay = self.schedule.decay_steps or self.train.max_steps
         if self.train.max_steps and self.schedule.warmup_steps > decay:
-            raise ValueError(f"schedule.warmup_steps ({self.schedule.warmup_steps}) exceeds the decay steps ({decay})")
+            errors.add(("schedule", "warmup_steps"), f"expected at most the decay steps ({decay}), "
+                       f"got {self.schedule.warmup_steps}")
+        errors.raise_if_any()
         return self

@@ -1,0 +1,97 @@
+"""A zoo entry: a named model config plus its weights, the numbers it must reproduce, and its recipes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+from pydantic import Field, model_validator
+
+from .base import Schema
+from .errors import FieldErrors
+from .kernels import DType
+from .models import ModelConfig
+
+SCHEMA_VERSION = 1
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class WeightsSpec(Schema):
+    """One set of weights for the entry; the first listed is the default (`name` = `name.<first tag>`)."""
+
+    tag: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    source: str = Field(pattern=r"^(hf-hub:[\w.-]+/[\w.-]+|local-dir:.+)$")
+    """`hf-hub:ORG/NAME` (read offline from the Hugging Face cache) or `local-dir:PATH`."""
+    revision: Optional[str] = None
+    files: dict[str, Optional[Sha256]] = {}
+    """File name -> sha256 (hex) checked on load; null when not recorded."""
+    license: str
+    dtype: Optional[DType] = None
+    """Dtype the weights are stored in."""
+    description: str = ""
+
+
+class Result(Schema):
+    """A number the entry must reproduce (or that its source reports)."""
+
+    task: str
+    dataset: str
+    metric: str
+    value: float
+    tolerance: float = Field(0.0, ge=0)
+    """|measured - value| <= tolerance passes; for `min`/`max` bounds see `compare`."""
+    compare: Literal["within", "at_least", "at_most"] = "within"
+    """within: |measured - value| <= tolerance; at_least: measured >= value - tolerance; at_most: <= value + tolerance."""
+    status: Literal["reproduced", "reported"] = "reported"
+    """reproduced: our own runs establish it and CI re-checks it; reported: quoted from `source`."""
+    source: str = ""
+    recipe: Optional[str] = None
+    """Key in the entry's `recipes` that reproduces this number."""
+    weights: Optional[str] = None
+    """Weights tag the number belongs to."""
+    notes: str = ""
+
+
+Capability = Literal["generate", "stateful-step", "train", "hf-interop", "nx-ai-interop"]
+
+
+class ZooEntry(Schema):
+    """One model of the zoo, as written in zoo/<name>.yaml."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str
+    paper: Optional[str] = None
+    model: ModelConfig
+    weights: list[WeightsSpec] = []
+    results: list[Result] = []
+    recipes: dict[str, str] = {}
+    """Role (train, eval, reproduce, ...) -> recipe file, relative to the entry file."""
+    capabilities: list[Capability] = []
+
+    @model_validator(mode="after")
+    def _check(self) -> "ZooEntry":
+        errors = FieldErrors()
+        tags = [w.tag for w in self.weights]
+        for j, tag in enumerate(tags):
+            if tag in tags[:j]:
+                errors.add(("weights", j, "tag"), f"expected unique weight tags, got {tag!r} twice")
+        for j, result in enumerate(self.results):
+            if result.recipe is not None and result.recipe not in self.recipes:
+                errors.add(("results", j, "recipe"), f"expected one of the entry's recipes {sorted(self.recipes)}, "
+                           f"got {result.recipe!r}")
+            if result.weights is not None and result.weights not in tags:
+                errors.add(("results", j, "weights"), f"expected one of the weight tags {tags}, got {result.weights!r}")
+        errors.raise_if_any()
+        return self
+
+    def weights_for(self, tag: Optional[str]) -> WeightsSpec:
+        if not self.weights:
+            raise LookupError(f"zoo entry {self.name!r} has no weights")
+        if tag is None:
+            return self.weights[0]
+        for spec in self.weights:
+            if spec.tag == tag:
+                return spec
+        raise LookupError(f"zoo entry {self.name!r} has no weights tagged {tag!r} "
+                          f"(tags: {', '.join(w.tag for w in self.weights)})")

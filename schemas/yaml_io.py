@@ -1,0 +1,275 @@
+"""YAML documents with positions: safe loading, dotted overrides, and validation errors as FILE:LINE:COL.
+
+ruamel.yaml's round-trip loader keeps each key's line and column (and comments, for `cp`); it never
+constructs Python objects, so a `!!python/...` tag is reported as an error instead of running.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import typing
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Union
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from .errors import ConfigError, FieldErrors, Problem
+
+Overrides = Union[Mapping[str, Any], Iterable[str], None]
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    return yaml
+
+
+class Document:
+    """A parsed YAML tree plus where it came from (file, and the source of each overridden key)."""
+
+    def __init__(self, data: Any, source: str):
+        self.data = data
+        self.source = source
+        self.override_sources: dict[tuple, str] = {}
+
+    def locate(self, loc: tuple, key: bool = False) -> tuple[str, int | None, int | None]:
+        """Source, line and column (1-based) of the deepest existing node on `loc` (of its key if `key`)."""
+        for n in range(len(loc), 0, -1):
+            if loc[:n] in self.override_sources:
+                return self.override_sources[loc[:n]], None, None
+        node, line, col = self.data, None, None
+        for depth, name in enumerate(loc, 1):
+            if isinstance(node, CommentedMap) and name in node:
+                kl, kc, vl, vc = node.lc.data[name]
+                child = node[name]
+                at_key = (key and depth == len(loc)) or (isinstance(child, (CommentedMap, CommentedSeq)) and child)
+                line, col = (kl, kc) if at_key else (vl, vc)
+                node = child
+            elif isinstance(node, CommentedSeq) and isinstance(name, int) and 0 <= name < len(node):
+                line, col = node.lc.data[name]
+                node = node[name]
+            else:
+                break
+        if line is None and hasattr(self.data, "lc"):
+            line, col = self.data.lc.line, self.data.lc.col
+        return self.source, None if line is None else line + 1, None if col is None else col + 1
+
+
+def parse_yaml(text: str, source: str) -> Document:
+    """Parse YAML text; syntax errors, duplicate keys and unsafe tags become a ConfigError with position."""
+    try:
+        data = _yaml().load(io.StringIO(text))
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        what = " ".join(filter(None, [e.context, e.problem])).strip() or str(e)
+        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        raise ConfigError([Problem(source, line, col, "", f"invalid YAML: {what}")]) from None
+    except YAMLError as e:
+        raise ConfigError([Problem(source, None, None, "", f"invalid YAML: {e}")]) from None
+    _reject_tags(data, Document(data, source))
+    return Document(data, source)
+
+
+def _reject_tags(node: Any, doc: Document, loc: tuple = ()) -> None:
+    """Explicit tags (e.g. `!!python/object`) have no meaning in our documents: refuse them."""
+    tag = getattr(getattr(node, "tag", None), "value", None)
+    if tag and not tag.startswith("tag:yaml.org,2002:"):
+        src, line, col = doc.locate(loc)
+        raise ConfigError([Problem(src, line, col, ".".join(map(str, loc)), f"expected plain YAML, got the tag {tag!r}")])
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in items:
+        _reject_tags(child, doc, loc + (key,))
+
+
+def load_yaml(path: str | Path) -> Document:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError([Problem(str(path), None, None, "", f"cannot read file: {e.strerror}")]) from None
+    return parse_yaml(text, str(path))
+
+
+def dump_yaml(data: Any) -> str:
+    out = io.StringIO()
+    _yaml().dump(data, out)
+    return out.getvalue()
+
+
+def _parse_override(item: str, source: str) -> tuple[str, Any]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError([Problem(source, None, None, "", f"expected an override as key.path=value, got {item!r}")])
+    parsed = parse_yaml(value, f"{source} {item!r}").data if value.strip() else None
+    return key.strip(), parsed
+
+
+def apply_overrides(doc: Document, overrides: Overrides, source: str = "<override>") -> Document:
+    """Set dotted keys (`model.num_blocks=6`, list items by index: `model.slstm_at.0=2`) in the tree.
+
+    Values given as strings are parsed as YAML scalars/flow collections, like values in a file.
+    """
+    if not overrides:
+        return doc
+    pairs = overrides.items() if isinstance(overrides, Mapping) else (_parse_override(o, source) for o in overrides)
+    problems = []
+    for dotted, value in pairs:
+        loc = tuple(int(p) if p.lstrip("-").isdigit() else p for p in dotted.split("."))
+        node = doc.data
+        for j, key in enumerate(loc[:-1]):
+            if isinstance(node, dict):
+                if not isinstance(node.get(key), (dict, list)):
+                    node[key] = CommentedMap()
+                node = node[key]
+            elif isinstance(node, list) and isinstance(key, int) and -len(node) <= key < len(node):
+                node = node[key]
+            else:
+                problems.append(Problem(source, None, None, dotted, f"expected {'.'.join(map(str, loc[:j + 1]))} "
+                                        "to be a mapping or an existing list index"))
+                break
+        else:
+            last = loc[-1]
+            if isinstance(node, list) and not (isinstance(last, int) and -len(node) <= last < len(node)):
+                problems.append(Problem(source, None, None, dotted, f"expected a list index below {len(node)}"))
+                continue
+            node[last] = value
+            doc.override_sources[loc] = f"{source} {dotted}"
+    if problems:
+        raise ConfigError(problems)
+    return doc
+
+
+_EXPECTED = {
+    "missing": "expected this required key, got nothing",
+    "int_parsing": "expected an integer",
+    "int_type": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _allowed_keys(schema: type, loc: tuple) -> list[str]:
+    """Field names expected at `loc` (loc includes pydantic's union tags), for did-you-mean hints."""
+    node: Any = schema
+    for key in loc:
+        node = _step(node, key)
+        if node is None:
+            return []
+    return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
+
+
+def _step(node: Any, key: Any) -> Any:
+    while True:
+        origin = typing.get_origin(node)
+        if origin is typing.Annotated:
+            node = typing.get_args(node)[0]
+        elif origin is Union:
+            args = [a for a in typing.get_args(node) if a is not type(None)]
+            tagged = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)
+                      and a.model_fields.get("kind") is not None and a.model_fields["kind"].default == key]
+            if tagged:
+                return tagged[0]
+            if len(args) != 1:
+                models = [a for a in args if typing.get_origin(a) in (list, dict)]
+                if not models:
+                    return None
+                node = models[0]
+                continue
+            node = args[0]
+        elif origin in (list, dict):
+            return typing.get_args(node)[-1]
+        elif isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(key)
+            return None if field is None else field.annotation
+        else:
+            return None
+
+
+def _problems(exc: ValidationError, doc: Document, schema: type, prefix: tuple) -> list[Problem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        raw = tuple(err["loc"])
+        loc = prefix + _strip_tags(raw, schema)
+        cause = (err.get("ctx") or {}).get("error")
+        kind = err["type"]
+        if isinstance(cause, FieldErrors):
+            problems += [_problem(doc, loc + sub, message) for sub, message in cause.items]
+        elif kind == "extra_forbidden":
+            close = difflib.get_close_matches(str(raw[-1]), _allowed_keys(schema, raw[:-1]), n=3, cutoff=0.5)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            problems.append(_problem(doc, loc, f"unknown key{hint}", key=True))
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            tags = (err.get("ctx") or {}).get("expected_tags", "")
+            got = err["input"].get("kind") if isinstance(err["input"], dict) else None
+            close = difflib.get_close_matches(str(got), [t.strip(" '") for t in tags.split(",")], n=3, cutoff=0.3)
+            hint = f" (did you mean {', '.join(close)}?)" if close and got is not None else ""
+            problems.append(_problem(doc, loc + ("kind",), f"expected kind to be one of {tags}, got "
+                                     f"{'nothing' if got is None else repr(got)}{hint}"))
+        else:
+            expected = _EXPECTED.get(kind) or err["msg"].replace("Input should be", "expected").replace(
+                "Value error, ", "")
+            got = "" if kind == "missing" else f", got {_describe(err['input'])}"
+            problems.append(_problem(doc, loc, expected + got))
+    return problems
+
+
+def _strip_tags(loc: tuple, schema: type) -> tuple:
+    """Drop pydantic's union-tag elements (e.g. 'xlstm-lm') so the path names only real keys."""
+    out, node = [], schema
+    for key in loc:
+        is_field = isinstance(node, type) and issubclass(node, BaseModel) and key in node.model_fields
+        nxt = _step(node, key)
+        if is_field or not (isinstance(nxt, type) and issubclass(nxt, BaseModel)) or typing.get_origin(node) in (list, dict):
+            out.append(key)
+        node = nxt
+    return tuple(out)
+
+
+def _problem(doc: Document, loc: tuple, message: str, key: bool = False) -> Problem:
+    source, line, col = doc.locate(loc, key=key)
+    return Problem(source, line, col, ".".join(map(str, loc)), message)
+
+
+def validate_document(schema: type, doc: Document, prefix: tuple = ()):
+    """Validate `doc` against a pydantic class; raise one ConfigError listing every problem."""
+    data = doc.data
+    for key in prefix:
+        data = data[key] if isinstance(data, dict) and key in data else data
+    if not isinstance(data, dict):
+        src, line, col = doc.locate(prefix)
+        raise ConfigError([Problem(src, line, col, ".".join(map(str, prefix)), f"expected a mapping, got {_describe(data)}")])
+    try:
+        return schema.model_validate(_plain(data))
+    except ValidationError as exc:
+        problems = _problems(exc, doc, schema, prefix)
+        problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+        raise ConfigError(problems) from None
+
+
+def _plain(node: Any) -> Any:
+    """ruamel containers -> plain dicts and lists (pydantic validates plain data)."""
+    if isinstance(node, dict):
+        return {str(k) if not isinstance(k, (str, int)) else k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node

@@ -1,0 +1,14 @@
+"""nn.Modules of both xLSTM families, their states, init and optimizer groups."""
+
+from .init import apply_init
+from .large import XLSTMLargeLM
+from .neurips import XLSTMLM
+from .optim import param_groups
+from .state import LayerState, LMOutput, LMState, MLSTMState, SLSTMState
+
+MODEL_CLASSES = {"xlstm-lm": XLSTMLM, "xlstm-large-lm": XLSTMLargeLM}
+
+__all__ = [
+    "MODEL_CLASSES", "LMOutput", "LMState", "LayerState", "MLSTMState", "SLSTMState", "XLSTMLM", "XLSTMLargeLM",
+    "apply_init", "param_groups",
+]

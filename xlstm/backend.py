@@ -1,0 +1,82 @@
+"""Runs the mLSTM / sLSTM kernels a model's KernelConfig names, with state in and out.
+
+Kernels are looked up on first call, so building a model (on any device, meta included) never imports
+Triton or compiles anything.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import torch
+
+from ..kernels import get_mlstm_kernel, get_mlstm_sequence_kernel, get_mlstm_step_kernel, get_slstm_kernel
+from ..schemas.kernels import KernelConfig
+from .state import MLSTMState, SLSTMState
+
+# Below this many tokens, inference mode runs the recurrent loop instead of the chunkwise kernel.
+SHORT_SEQUENCE = 16
+
+
+def _dtype(name: str) -> torch.dtype:
+    return getattr(torch, name)
+
+
+class MLSTMBackend:
+    """q, k (B, NH, S, DHQK), v (B, NH, S, DHV), i, f (B, NH, S) -> h (B, NH, S, DHV), MLSTMState."""
+
+    def __init__(self, config: KernelConfig):
+        self.config = config
+
+    @functools.cached_property
+    def chunkwise(self):
+        return get_mlstm_kernel(self.config.chunkwise_kernel)
+
+    @functools.cached_property
+    def sequence(self):
+        return get_mlstm_sequence_kernel(self.config.sequence_kernel)
+
+    @functools.cached_property
+    def step(self):
+        return get_mlstm_step_kernel(self.config.step_kernel)
+
+    def __call__(self, q, k, v, i, f, state: Optional[MLSTMState] = None):
+        cfg = self.config
+        if torch.is_autocast_enabled(q.device.type):
+            q, k, v = (t.to(_dtype(cfg.autocast_kernel_dtype)) for t in (q, k, v))
+        S = q.shape[2]
+        c, n, m = (None, None, None) if state is None else (state.c, state.n, state.m)
+        if cfg.mode == "inference" and S == 1:
+            if state is None:
+                B, NH, _, DHQK = q.shape
+                c = q.new_zeros(B, NH, DHQK, v.shape[-1], dtype=torch.float32)
+                n = q.new_zeros(B, NH, DHQK, dtype=torch.float32)
+                m = q.new_zeros(B, NH, 1, dtype=torch.float32)
+            h, (c, n, m) = self.step(q[:, :, 0], k[:, :, 0], v[:, :, 0], i[..., :1], f[..., :1],
+                                     c, n, m, eps=cfg.eps)
+            h = h.unsqueeze(2)
+        else:
+            kernel = self.sequence if cfg.mode == "inference" and S < SHORT_SEQUENCE else self.chunkwise
+            h, (c, n, m) = kernel(q, k, v, i, f, c_initial=c, n_initial=n, m_initial=m,
+                                  return_last_states=True, chunk_size=cfg.chunk_size, eps=cfg.eps)
+        state_dtype = _dtype(cfg.inference_state_dtype)
+        return h, MLSTMState(c.to(state_dtype), n.to(state_dtype), m.to(state_dtype))
+
+
+class SLSTMBackend:
+    """wx (B, S, 4, NH, DH), r (NH, DH, 4, DH), b (NH, 4, DH) -> y (B, S, NH, DH), SLSTMState."""
+
+    def __init__(self, config: KernelConfig):
+        self.config = config
+
+    @functools.cached_property
+    def kernel(self):
+        return get_slstm_kernel(self.config.slstm_kernel)
+
+    def __call__(self, wx, r, b, state: Optional[SLSTMState] = None):
+        initial = {} if state is None else dict(c_initial=state.c, n_initial=state.n, h_initial=state.h,
+                                                m_initial=state.m)
+        y, (c, n, h, m) = self.kernel(wx, r, b, return_last_states=True, **initial)
+        state_dtype = _dtype(self.config.inference_state_dtype)
+        return y, SLSTMState(*(t.to(state_dtype) for t in (c, n, h, m)))

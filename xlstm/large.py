@@ -1,0 +1,128 @@
+"""xLSTM Large, the 7B architecture. Module names are those of transformers' xLSTMForCausalLM, so its
+checkpoints (e.g. NX-AI/xLSTM-7b) load without renaming."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..schemas.blocks import XLSTMLargeBlockConfig
+from ..schemas.kernels import KernelConfig
+from ..schemas.models import XLSTMLargeLMConfig
+from .backend import MLSTMBackend
+from .norms import HeadwiseLayerNorm, RMSNorm
+from .state import LMOutput, LMState, MLSTMState
+
+
+def soft_cap(x: torch.Tensor, cap: Optional[float]) -> torch.Tensor:
+    return x if cap is None else cap * torch.tanh(x / cap)
+
+
+class MLSTMLayerLarge(nn.Module):
+    """q, k, v, output gate and scalar per-head i/f gates from the normed input; per-head norm; out_proj."""
+
+    def __init__(self, config: XLSTMLargeBlockConfig, kernels: KernelConfig):
+        super().__init__()
+        D, NH, bias = config.embedding_dim, config.num_heads, config.use_bias
+        self.num_heads = NH
+        self.gate_soft_cap = config.gate_soft_cap
+        self.split = [config.qk_dim, config.qk_dim, config.v_dim, config.v_dim]
+        self.fused = config.weight_mode == "fused"
+        if self.fused:
+            self.qkv_opreact = nn.Linear(D, sum(self.split), bias=bias)
+            self.ifgate_preact = nn.Linear(D, 2 * NH, bias=True)
+        else:
+            self.q = nn.Linear(D, config.qk_dim, bias=bias)
+            self.k = nn.Linear(D, config.qk_dim, bias=bias)
+            self.v = nn.Linear(D, config.v_dim, bias=bias)
+            self.ogate_preact = nn.Linear(D, config.v_dim, bias=bias)
+            self.igate_preact = nn.Linear(D, NH, bias=True)
+            self.fgate_preact = nn.Linear(D, NH, bias=True)
+        self.multihead_norm = HeadwiseLayerNorm(config.v_dim, config.norm_eps, config.norm_reduction_force_float32, bias)
+        self.out_proj = nn.Linear(config.v_dim, D, bias=bias)
+        self.backend = MLSTMBackend(kernels)
+
+    def projections(self, x: torch.Tensor):
+        if self.fused:
+            q, k, v, o = self.qkv_opreact(x).split(self.split, -1)
+            i, f = self.ifgate_preact(x).chunk(2, -1)
+        else:
+            q, k, v, o = self.q(x), self.k(x), self.v(x), self.ogate_preact(x)
+            i, f = self.igate_preact(x), self.fgate_preact(x)
+        return q, k, v, o, soft_cap(i, self.gate_soft_cap), soft_cap(f, self.gate_soft_cap)
+
+    def forward(self, x: torch.Tensor, state: Optional[MLSTMState] = None):
+        q, k, v, o, i, f = self.projections(x)
+        heads = lambda t: t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # noqa: E731
+        h, state = self.backend(heads(q), heads(k), heads(v), i.transpose(1, 2), f.transpose(1, 2), state)
+        h = self.multihead_norm(h.transpose(1, 2).to(x.dtype)) * torch.sigmoid(o)
+        return self.out_proj(h), state
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, config: XLSTMLargeBlockConfig):
+        super().__init__()
+        D, F_, bias = config.embedding_dim, config.ffn_dim, config.use_bias
+        self.fused = config.weight_mode == "fused"
+        if self.fused:
+            self.proj_up_gate_z = nn.Linear(D, 2 * F_, bias=bias)
+        else:
+            self.proj_up_gate = nn.Linear(D, F_, bias=bias)
+            self.proj_up = nn.Linear(D, F_, bias=bias)
+        self.proj_down = nn.Linear(F_, D, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.proj_up_gate_z(x).chunk(2, -1) if self.fused else (self.proj_up_gate(x), self.proj_up(x))
+        return self.proj_down(F.silu(gate) * up)
+
+
+class XLSTMLargeBlock(nn.Module):
+    def __init__(self, config: XLSTMLargeBlockConfig, kernels: KernelConfig):
+        super().__init__()
+        norm = lambda: RMSNorm(config.embedding_dim, config.norm_eps, config.norm_reduction_force_float32,  # noqa: E731
+                               config.use_bias)
+        self.norm_mlstm = norm()
+        self.mlstm_layer = MLSTMLayerLarge(config, kernels)
+        self.norm_ffn = norm()
+        self.ffn = SwiGLU(config)
+
+    def forward(self, x: torch.Tensor, state: Optional[MLSTMState] = None):
+        y, state = self.mlstm_layer(self.norm_mlstm(x), state)
+        x = x + y
+        return x + self.ffn(self.norm_ffn(x)), state
+
+
+class XLSTMLargeBackbone(nn.Module):
+    def __init__(self, config: XLSTMLargeLMConfig):
+        super().__init__()
+        self.embeddings = nn.Embedding(config.vocab_size, config.embedding_dim)
+        self.blocks = nn.ModuleList(XLSTMLargeBlock(config, config.kernels) for _ in range(config.num_blocks))
+        self.out_norm = RMSNorm(config.embedding_dim, config.norm_eps, config.norm_reduction_force_float32,
+                                config.use_bias) if config.add_out_norm else nn.Identity()
+
+    def forward(self, input_ids: torch.Tensor, state: Optional[LMState] = None):
+        x = self.embeddings(input_ids)
+        states = []
+        for j, block in enumerate(self.blocks):
+            x, s = block(x, None if state is None else state.blocks[j])
+            states.append(s)
+        return self.out_norm(x), LMState(states)
+
+
+class XLSTMLargeLM(nn.Module):
+    """backbone -> lm_head -> soft-capped float32 logits; `forward(ids, state)` -> LMOutput."""
+
+    def __init__(self, config: XLSTMLargeLMConfig):
+        super().__init__()
+        self.config = config
+        self.backbone = XLSTMLargeBackbone(config)
+        self.lm_head = nn.Linear(config.embedding_dim, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.backbone.embeddings.weight
+
+    def forward(self, input_ids: torch.Tensor, state: Optional[LMState] = None) -> LMOutput:
+        x, state = self.backbone(input_ids, state)
+        return LMOutput(soft_cap(self.lm_head(x).float(), self.config.output_logit_soft_cap), state)

@@ -1,0 +1,75 @@
+"""Building blocks shared by the NeurIPS layers: causal convolution, block-diagonal projection, gated FFN."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class CausalConv1d(nn.Module):
+    """Depthwise causal convolution over time that carries its last K-1 inputs as state.
+
+    Parameter layout matches NX-AI (`conv.weight` (F, 1, K), `conv.bias`); the last tap multiplies the
+    current input. Running a sequence in pieces with the returned history equals running it whole.
+    """
+
+    def __init__(self, features: int, kernel_size: int, bias: bool = True):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.conv = nn.Conv1d(features, features, kernel_size, groups=features, bias=bias)
+
+    def forward(self, x: torch.Tensor, history: Optional[torch.Tensor] = None):
+        B, S, F_ = x.shape
+        K = self.kernel_size
+        if history is None:
+            history = x.new_zeros(B, K - 1, F_)
+        padded = torch.cat([history.to(x.dtype), x], 1)
+        y = F.conv1d(padded.transpose(1, 2), self.conv.weight, self.conv.bias, groups=F_).transpose(1, 2)
+        return y, padded[:, padded.shape[1] - (K - 1):]
+
+
+class LinearHeadwiseExpand(nn.Module):
+    """Block-diagonal linear map: the input is split into `num_heads` blocks, each with its own matrix.
+
+    weight (num_heads, out_per_head, in_per_head), as NX-AI's LinearHeadwiseExpand.
+    """
+
+    def __init__(self, features: int, num_heads: int, bias: bool = False):
+        super().__init__()
+        self.num_heads = num_heads
+        per = features // num_heads
+        self.weight = nn.Parameter(torch.empty(num_heads, per, per))
+        self.bias = nn.Parameter(torch.zeros(features)) if bias else None
+        nn.init.normal_(self.weight, std=(2 / 5 / per) ** 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.einsum("...hd,hod->...ho", x.unflatten(-1, (self.num_heads, -1)), self.weight).flatten(-2)
+        return y if self.bias is None else y + self.bias
+
+
+ACTIVATIONS = {
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "relu^2": lambda x: F.relu(x).square(),
+    "sigmoid": torch.sigmoid,
+    "swish": F.silu,
+    "selu": F.selu,
+}
+
+
+class GatedFeedForward(nn.Module):
+    """NeurIPS gated FFN: proj_up to 2F, split (gate, up), proj_down(act(gate) * up)."""
+
+    def __init__(self, dim: int, hidden: int, act_fn: str, bias: bool, dropout: float):
+        super().__init__()
+        self.act = ACTIVATIONS[act_fn]
+        self.proj_up = nn.Linear(dim, 2 * hidden, bias=bias)
+        self.proj_down = nn.Linear(hidden, dim, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.proj_up(x).chunk(2, -1)
+        return self.dropout(self.proj_down(self.act(gate) * up))

@@ -1,0 +1,76 @@
+"""The NeurIPS xLSTM language model: any mix of mLSTM and sLSTM blocks (module names follow NX-AI)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..schemas.blocks import MLSTMBlockConfig, SLSTMBlockConfig
+from ..schemas.models import XLSTMLMConfig
+from .layers import GatedFeedForward
+from .mlstm import MLSTMLayer
+from .norms import LayerNorm
+from .slstm import SLSTMLayer
+from .state import LMOutput, LMState
+
+
+class XLSTMBlock(nn.Module):
+    """Pre-norm residual block: x + layer(norm(x)), then optionally x + ffn(norm(x))."""
+
+    def __init__(self, block: MLSTMBlockConfig | SLSTMBlockConfig, config: XLSTMLMConfig):
+        super().__init__()
+        D = config.embedding_dim
+        self.xlstm_norm = LayerNorm(D, eps=config.norm_eps)
+        if block.kind == "mlstm-block":
+            self.xlstm = MLSTMLayer(block.mlstm, D, config.kernels, config.bias, config.dropout, config.norm_eps)
+        else:
+            self.xlstm = SLSTMLayer(block.slstm, D, config.kernels, config.dropout, config.norm_eps)
+        ffn = block.feedforward
+        if ffn is not None:
+            self.ffn_norm = LayerNorm(D, eps=config.norm_eps)
+            self.ffn = GatedFeedForward(D, ffn.proj_up_dim(D), ffn.act_fn, config.bias, config.dropout)
+        else:
+            self.ffn = None
+
+    def forward(self, x: torch.Tensor, state=None):
+        y, state = self.xlstm(self.xlstm_norm(x), state)
+        x = x + y
+        if self.ffn is not None:
+            x = x + self.ffn(self.ffn_norm(x))
+        return x, state
+
+
+class XLSTMBlockStack(nn.Module):
+    def __init__(self, config: XLSTMLMConfig):
+        super().__init__()
+        self.blocks = nn.ModuleList(XLSTMBlock(b, config) for b in config.block_configs())
+        self.post_blocks_norm = LayerNorm(config.embedding_dim, eps=config.norm_eps) if config.add_post_blocks_norm \
+            else nn.Identity()
+
+    def forward(self, x: torch.Tensor, state: Optional[LMState] = None):
+        states = []
+        for j, block in enumerate(self.blocks):
+            x, s = block(x, None if state is None else state.blocks[j])
+            states.append(s)
+        return self.post_blocks_norm(x), LMState(states)
+
+
+class XLSTMLM(nn.Module):
+    """token_embedding -> (dropout) -> block stack -> lm_head; `forward(ids, state)` -> LMOutput."""
+
+    def __init__(self, config: XLSTMLMConfig):
+        super().__init__()
+        self.config = config
+        self.token_embedding = nn.Embedding(config.vocab_size, config.embedding_dim)
+        self.emb_dropout = nn.Dropout(config.dropout) if config.add_embedding_dropout else nn.Identity()
+        self.xlstm_block_stack = XLSTMBlockStack(config)
+        self.lm_head = nn.Linear(config.embedding_dim, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.lm_head.weight = self.token_embedding.weight
+
+    def forward(self, input_ids: torch.Tensor, state: Optional[LMState] = None) -> LMOutput:
+        x = self.emb_dropout(self.token_embedding(input_ids))
+        x, state = self.xlstm_block_stack(x, state)
+        return LMOutput(self.lm_head(x).float(), state)

@@ -1,0 +1,79 @@
+"""Recurrent states carried between calls (streaming, truncated backprop, generation).
+
+Every module takes `state=None` (start from zeros) or the state it returned before, and returns a new
+state; it never writes into the one it was given. States are small dataclasses of tensors with
+`detach()` (cut the graph between truncated-backprop windows) and `map(fn)` (move, cast, reorder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Optional
+
+import torch
+
+
+class State:
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]):
+        """A new state with `fn` applied to every tensor."""
+
+        def apply(value):
+            if isinstance(value, torch.Tensor):
+                return fn(value)
+            if isinstance(value, State):
+                return value.map(fn)
+            if isinstance(value, (list, tuple)):
+                return type(value)(apply(v) for v in value)
+            return value
+
+        return dataclasses.replace(self, **{f.name: apply(getattr(self, f.name)) for f in dataclasses.fields(self)})
+
+    def detach(self):
+        return self.map(torch.Tensor.detach)
+
+    def to(self, *args, **kwargs):
+        return self.map(lambda t: t.to(*args, **kwargs))
+
+
+@dataclass
+class MLSTMState(State):
+    """Matrix memory C (B, NH, DHQK, DHV), normaliser n (B, NH, DHQK), stabiliser m (B, NH, 1).
+
+    C and n hold k unscaled (q is scaled by DHQK^-1/2), as in mlstm_kernels and transformers.
+    """
+
+    c: torch.Tensor
+    n: torch.Tensor
+    m: torch.Tensor
+
+
+@dataclass
+class SLSTMState(State):
+    """Cell c, normaliser n, previous output h and stabiliser m, each (B, NH, DH)."""
+
+    c: torch.Tensor
+    n: torch.Tensor
+    h: torch.Tensor
+    m: torch.Tensor
+
+
+@dataclass
+class LayerState(State):
+    """A NeurIPS layer's cell state plus the causal-conv history: the last K-1 inputs (B, K-1, F)."""
+
+    cell: State
+    conv: Optional[torch.Tensor] = None
+
+
+@dataclass
+class LMState(State):
+    """One state per block, in block order."""
+
+    blocks: list
+
+
+class LMOutput(NamedTuple):
+    logits: torch.Tensor
+    """(B, S, vocab) in float32."""
+    state: LMState
