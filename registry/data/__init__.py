@@ -6,14 +6,12 @@ distributed run can cut its share out of the same global batch.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ...schemas.recipe import DataConfig
 from .batch import IGNORE, Batch, Task
 
 
-def make_task(data: DataConfig, base_dir: Path) -> Task:
-    """The task a recipe's `data` section describes; relative file paths resolve against `base_dir`."""
+def make_task(data: DataConfig) -> Task:
+    """The task a recipe's `data` section describes (file paths absolute or relative to the working directory)."""
     if data.kind == "formal-language":
         from .formal import FormalLanguageTask
 
@@ -24,7 +22,7 @@ def make_task(data: DataConfig, base_dir: Path) -> Task:
         return MQARTask(data)
     from .text import TextTask
 
-    return TextTask(data, base_dir)
+    return TextTask(data)
 
 
 __all__ = ["IGNORE", "Batch", "Task", "make_task"]

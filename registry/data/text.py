@@ -7,41 +7,23 @@ windows start at offsets drawn from (seed, step); validation reads non-overlappi
 from __future__ import annotations
 
 from collections.abc import Iterator
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ...schemas.recipe import TextData
 from .batch import Batch, step_rng
+from .files import file_format, resolve
 from .tokenizers import make_tokenizer
 
-ZOO_DATA = "zoo-data:"
-SUFFIX_FORMATS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
-
-def resolve(file: str, base_dir: Path) -> Path:
-    """A data file's path: `zoo-data:NAME` is shipped with the package, anything else is relative to the recipe."""
-    if file.startswith(ZOO_DATA):
-        return Path(str(resources.files("xlstm_zoo.zoo") / "data" / file[len(ZOO_DATA) :]))
-    return base_dir / file
-
-
-def file_format(path: Path) -> str:
-    suffixes = [s for s in path.suffixes if s in SUFFIX_FORMATS]
-    if not suffixes:
-        raise ValueError(f"data.format: cannot infer the format of {path}; set it to text, json or parquet")
-    return SUFFIX_FORMATS[suffixes[-1]]
-
-
-def read_documents(config: TextData, base_dir: Path) -> list[str]:
+def read_documents(config: TextData) -> list[str]:
     import datasets
 
     datasets.disable_progress_bars()
     documents = []
     for file in config.files:
-        path = resolve(file, base_dir)
+        path = resolve(file)
         if not path.is_file():
             raise FileNotFoundError(f"data.files: {path} does not exist")
         kind = config.format or file_format(path)
@@ -58,9 +40,9 @@ def read_documents(config: TextData, base_dir: Path) -> list[str]:
 class TextTask:
     chance = None
 
-    def __init__(self, config: TextData, base_dir: Path):
+    def __init__(self, config: TextData):
         self.config = config
-        corpus = "\n\n".join(read_documents(config, base_dir))
+        corpus = "\n\n".join(read_documents(config))
         self.tokenizer = make_tokenizer(config.tokenizer, corpus)
         self.vocab_size = self.tokenizer.vocab_size
         tokens = np.asarray(self.tokenizer.encode(corpus), dtype=np.int64)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import gzip
 from functools import lru_cache
-from importlib import resources
+
+from .files import resolve
 
 # GPT-2's pre-tokenisation pattern (tiktoken r50k_base / the original encoder.py).
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 END_OF_TEXT = 50256
 NO_MERGE = 1 << 62
+RANKS_FILE = "zoo-data:gpt2.tiktoken.gz"
 
 
 class CharTokenizer:
@@ -47,8 +49,7 @@ class GPT2Tokenizer:
         import regex  # GPT-2's pattern needs \p{..} classes
 
         self._pattern = regex.compile(GPT2_PATTERN)
-        ranks_file = resources.files("xlstm_zoo.zoo") / "data" / "gpt2.tiktoken.gz"
-        lines = gzip.decompress(ranks_file.read_bytes()).splitlines()
+        lines = gzip.decompress(resolve(RANKS_FILE).read_bytes()).splitlines()
         self._ranks = {base64.b64decode(token): int(rank) for token, rank in (line.split() for line in lines)}
         self._bytes = {rank: token for token, rank in self._ranks.items()}
         self._merge = lru_cache(maxsize=1 << 16)(self._merge_piece)
