@@ -1,0 +1,475 @@
+"""Checkpoint directories: save, verify, resolve offline from the Hugging Face cache, and load lazily.
+
+The on-disk contract is transformers': `config.json` + `model.safetensors` (or shards) +
+`model.safetensors.index.json`, so transformers loads what we write. Next to it lie `zoo.yaml` (our full
+typed config) and, in the index metadata, the sha256 of every file; the index is written last, so it
+is the commit point of a save: a crash before it leaves hashes that no longer match, never a
+half-written checkpoint that loads. Nothing here unpickles: `.bin`/`.pt` files are read with
+`torch.load(weights_only=True)` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from .. import __version__
+from ..schemas.entry import SCHEMA_VERSION
+from ..schemas.models import XLSTMLargeLMConfig, XLSTMLMConfig
+from ..schemas.yaml_io import dump_yaml, load_yaml, validate_document
+from .convert_hf import from_hf_config, to_hf_config
+
+CONFIG_NAME = "config.json"
+ZOO_CONFIG_NAME = "zoo.yaml"
+SAFE_WEIGHTS_NAME = "model.safetensors"
+SAFE_INDEX_NAME = "model.safetensors.index.json"
+PICKLE_WEIGHTS_NAMES = ("pytorch_model.bin", "model.pt", "model.pth")
+PICKLE_INDEX_NAME = "pytorch_model.bin.index.json"
+WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # added by torch.compile and DataParallel/DDP
+
+PathLike = Union[str, os.PathLike]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used as asked; the message names the file or the keys."""
+
+
+# ----------------------------------------------------------------------------------------------- files
+
+
+def sha256_file(path: PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: Path, expected: Optional[str]) -> None:
+    if expected is None:
+        return
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (its sha256 {expected} is recorded)")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise CheckpointError(f"{path}: sha256 mismatch (expected {expected}, got {actual}); "
+                              "the file is corrupted, truncated or was replaced")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Run `write(tmp)` on a temporary name beside `path`, flush it to disk, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def parse_size(size: Union[int, str]) -> int:
+    """Bytes from an int or a string such as '5GB', '500MiB', '10KB'."""
+    if isinstance(size, int):
+        return size
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*", size, re.IGNORECASE)
+    if not match:
+        raise ValueError(f"max_shard_size: expected bytes as an int or e.g. '5GB', got {size!r}")
+    number, unit, binary = match.groups()
+    base = 1024 if binary else 1000
+    return int(float(number) * base ** " KMGT".index(unit.upper() or " "))
+
+
+# ----------------------------------------------------------------------------------------------- config
+
+
+def dump_zoo_yaml(config) -> str:
+    """zoo.yaml: the fully resolved model config, with the schema and package versions that wrote it."""
+    return dump_yaml({"schema_version": SCHEMA_VERSION, "xlstm_zoo_version": __version__,
+                      "model": config.model_dump(mode="json")})
+
+
+def load_zoo_yaml(path: Path):
+    doc = load_yaml(path)
+    kind = doc.data.get("model", {}).get("kind") if isinstance(doc.data, dict) else None
+    schema = {"xlstm-lm": XLSTMLMConfig, "xlstm-large-lm": XLSTMLargeLMConfig}.get(kind)
+    if schema is None:
+        raise CheckpointError(f"{path}: expected model.kind 'xlstm-lm' or 'xlstm-large-lm', got {kind!r}")
+    return validate_document(schema, doc, prefix=("model",))
+
+
+# ----------------------------------------------------------------------------------------------- save
+
+
+def _shards(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, torch.Tensor]]:
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name, tensor in tensors.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > max_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][name] = tensor
+        size += nbytes
+    return shards
+
+
+def _unique_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state_dict with each shared tensor once (tied head: the embedding keeps it), contiguous, on CPU."""
+    seen: set[int] = set()
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        if tensor.is_meta:
+            raise CheckpointError(f"cannot save {name}: the model still has weights on the meta device")
+        key = id(tensor.untyped_storage()) if tensor.numel() else id(tensor)
+        if key in seen:
+            continue
+        seen.add(key)
+        tensors[name] = tensor.detach().to("cpu").contiguous()
+    return tensors
+
+
+def save_pretrained(model: nn.Module, directory: PathLike, *, max_shard_size: Union[int, str] = "5GB") -> Path:
+    """Write `model` as a transformers-style directory that both we and (for xLSTM Large) transformers load.
+
+    Files are written under temporary names and renamed; `model.safetensors.index.json`, which records
+    every file's sha256, comes last. Weight files of an earlier save in the same directory that the new
+    index does not list are removed.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    zoo_text = dump_zoo_yaml(config)
+    metadata = {"format": "pt", "xlstm_zoo_version": __version__,
+                "config_sha256": hashlib.sha256(zoo_text.encode()).hexdigest()}
+    files: dict[str, str] = {}
+
+    def put_text(name: str, text: str) -> None:
+        _write_text(directory / name, text)
+        files[name] = hashlib.sha256(text.encode()).hexdigest()
+
+    put_text(ZOO_CONFIG_NAME, zoo_text)
+    put_text(CONFIG_NAME, json.dumps(to_hf_config(config), indent=2, sort_keys=True) + "\n")
+
+    tensors = _unique_tensors(model)
+    shards = _shards(tensors, parse_size(max_shard_size))
+    names = ([SAFE_WEIGHTS_NAME] if len(shards) == 1 else
+             [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
+    weight_map = {}
+    for name, shard in zip(names, shards):
+        atomic_write(directory / name, lambda tmp, shard=shard: save_file(shard, str(tmp), metadata=metadata))
+        files[name] = sha256_file(directory / name)
+        weight_map.update(dict.fromkeys(shard, name))
+
+    index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values()),
+                          "xlstm_zoo_version": __version__, "sha256": files},
+             "weight_map": weight_map}
+    _write_text(directory / SAFE_INDEX_NAME, json.dumps(index, indent=2) + "\n")
+    stale = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors")
+    for path in directory.iterdir():
+        if stale.fullmatch(path.name) and path.name not in files:
+            path.unlink()
+    return directory
+
+
+# ----------------------------------------------------------------------------------------------- read
+
+
+def _read_pickle_free(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # UnpicklingError for foreign objects; RuntimeError for damaged archives
+        raise CheckpointError(
+            f"{path}: refused: it is not a plain tensor state_dict readable with torch.load(weights_only=True) "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Pickled code is never run; "
+            "convert the file to safetensors in an environment you trust") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a dict of tensor names to tensors")
+    return state
+
+
+def iter_tensors(path: PathLike) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) pairs of one weight file, one tensor in memory at a time for safetensors."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for name in f.keys():
+                    yield name, f.get_tensor(name)
+        except CheckpointError:
+            raise
+        except Exception as exc:  # SafetensorError: bad header, truncated data, ...
+            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+    elif path.suffix in (".bin", ".pt", ".pth"):
+        yield from _read_pickle_free(path).items()
+    else:
+        raise CheckpointError(f"{path}: unknown weight file type (expected .safetensors, .bin, .pt or .pth)")
+
+
+@dataclass
+class WeightFiles:
+    """The weight files of a checkpoint directory and the sha256 recorded for its files."""
+
+    files: list[Path]
+    sha256: dict[str, Optional[str]] = field(default_factory=dict)
+
+
+def find_weight_files(directory: Path) -> WeightFiles:
+    for index_name in (SAFE_INDEX_NAME, PICKLE_INDEX_NAME):
+        index_path = directory / index_name
+        if index_path.is_file():
+            index = json.loads(index_path.read_text())
+            names = sorted(set(index["weight_map"].values()))
+            return WeightFiles([directory / n for n in names], dict(index.get("metadata", {}).get("sha256", {})))
+    for name in (SAFE_WEIGHTS_NAME, *PICKLE_WEIGHTS_NAMES):
+        if (directory / name).is_file():
+            return WeightFiles([directory / name])
+    raise CheckpointError(f"{directory}: no weights found (looked for {SAFE_INDEX_NAME}, {SAFE_WEIGHTS_NAME}, "
+                          f"{PICKLE_INDEX_NAME}, {', '.join(PICKLE_WEIGHTS_NAMES)})")
+
+
+# ----------------------------------------------------------------------------------------------- load
+
+
+def strip_wrapper_prefixes(name: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in WRAPPER_PREFIXES:
+            if name.startswith(prefix):
+                name, changed = name[len(prefix):], True
+    return name
+
+
+@dataclass
+class LoadReport:
+    """What did not fit when loading a checkpoint into a model."""
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unexpected or self.mismatched)
+
+    def table(self, first: int = 5) -> str:
+        rows = []
+        for label, names in (("missing", self.missing), ("unexpected", self.unexpected),
+                             ("wrong shape", self.mismatched)):
+            if names:
+                more = f", ... (+{len(names) - first})" if len(names) > first else ""
+                rows.append(f"  {label:<11} {len(names):>5}  {', '.join(names[:first])}{more}")
+        return "\n".join(rows)
+
+
+def _set_tensor(model: nn.Module, name: str, value: torch.Tensor) -> None:
+    module_name, _, attr = name.rpartition(".")
+    module = model.get_submodule(module_name)
+    old = getattr(module, attr)
+    if old.is_meta:
+        value = value.to(dtype=old.dtype if old.is_floating_point() and value.is_floating_point() else value.dtype)
+        if attr in module._parameters:
+            module._parameters[attr] = nn.Parameter(value, requires_grad=old.requires_grad)
+        else:
+            module._buffers[attr] = value
+    else:
+        with torch.no_grad():
+            old.copy_(value)
+
+
+def load_tensors(model: nn.Module, tensors: Iterable[tuple[str, torch.Tensor]], *, strict: bool = True,
+                 device: Optional[Union[str, torch.device]] = None, source: str = "checkpoint") -> LoadReport:
+    """Put named tensors into `model`, one at a time; parameters still on meta are replaced (no double copy).
+
+    Wrong shapes are always an error; missing and unexpected names are errors when strict. Tied
+    parameters (one tensor under several names) are filled once and stay tied.
+    """
+    aliases: dict[int, list[str]] = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        aliases.setdefault(id(tensor), []).append(name)
+    group_of = {name: names for names in aliases.values() for name in names}
+    expected = {name: tuple(t.shape) for name, t in model.state_dict(keep_vars=True).items()}
+    report, seen = LoadReport(), set()
+    for raw_name, tensor in tensors:
+        name = strip_wrapper_prefixes(raw_name)
+        if name not in expected:
+            report.unexpected.append(name)
+            continue
+        if tuple(tensor.shape) != expected[name]:
+            report.mismatched.append(f"{name} {tuple(tensor.shape)} vs model {expected[name]}")
+            continue
+        group = group_of[name]
+        if seen.intersection(group):
+            continue  # a tied copy of a tensor already loaded
+        _set_tensor(model, group[0], tensor if device is None else tensor.to(device))
+        for other in group[1:]:  # re-tie: point the other names at the loaded parameter
+            _retie(model, other, group[0])
+        seen.update(group)
+    report.missing = [n for n in expected if n not in seen]
+    if report.mismatched or (strict and report):
+        raise CheckpointError(f"{source} does not fit the model ({type(model).__name__}):\n{report.table()}")
+    return report
+
+
+def _retie(model: nn.Module, name: str, source: str) -> None:
+    module_name, _, attr = name.rpartition(".")
+    model.get_submodule(module_name)._parameters[attr] = model.get_parameter(source)
+
+
+def load_checkpoint(model: nn.Module, path: PathLike, strict: bool = True, *,
+                    sha256: Optional[dict[str, Optional[str]]] = None,
+                    device: Optional[Union[str, torch.device]] = None) -> LoadReport:
+    """Load a weight file or a checkpoint directory into `model` (after verifying recorded sha256).
+
+    `sha256` adds expected digests by file name (e.g. from a zoo entry) to those the directory records.
+    """
+    path = Path(path)
+    if path.is_dir():
+        found = find_weight_files(path)
+        digests = {**found.sha256, **(sha256 or {})}
+        for name, digest in digests.items():
+            verify_sha256(path / name, digest)
+        files = found.files
+    else:
+        verify_sha256(path, (sha256 or {}).get(path.name))
+        files = [path]
+    tensors = (item for file in files for item in iter_tensors(file))
+    return load_tensors(model, tensors, strict=strict, device=device, source=str(path))
+
+
+def _stored_dtype(files: list[Path]) -> Optional[torch.dtype]:
+    """The dtype of the first floating tensor of a safetensors file, read from the header only."""
+    first = files[0]
+    if first.suffix != ".safetensors":
+        return None
+    try:
+        with safe_open(str(first), framework="pt") as f:
+            for name in f.keys():
+                dtype = f.get_slice(name).get_dtype()
+                if dtype in ("F32", "F16", "BF16", "F64"):
+                    return {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                            "F64": torch.float64}[dtype]
+    except Exception as exc:
+        raise CheckpointError(f"{first}: not a readable safetensors file ({exc})") from exc
+    return None
+
+
+def read_config(directory: Path):
+    """Our config from `zoo.yaml`, else from a transformers `config.json`."""
+    if (directory / ZOO_CONFIG_NAME).is_file():
+        return load_zoo_yaml(directory / ZOO_CONFIG_NAME)
+    if (directory / CONFIG_NAME).is_file():
+        return from_hf_config(json.loads((directory / CONFIG_NAME).read_text()),
+                                      source=str(directory / CONFIG_NAME))
+    raise CheckpointError(f"{directory}: no {ZOO_CONFIG_NAME} or {CONFIG_NAME}: not a checkpoint directory")
+
+
+def load_model_dir(path: PathLike, *, device: Optional[Union[str, torch.device]] = None,
+                   dtype: Optional[torch.dtype] = None, strict: bool = True,
+                   sha256: Optional[dict[str, Optional[str]]] = None, overrides=None) -> nn.Module:
+    """Build the model a checkpoint directory describes and load its weights, shard by shard.
+
+    The model is built on the meta device and each tensor replaces its meta placeholder as it is read,
+    so peak host memory stays near one copy of the weights in the target dtype (default: the dtype the
+    weights are stored in).
+    """
+    from .builder import build_model
+
+    directory = Path(path)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: not a directory")
+    config = read_config(directory)
+    found = find_weight_files(directory)
+    dtype = dtype or _stored_dtype(found.files) or torch.get_default_dtype()
+    model = build_model(config, device="meta", dtype=dtype, overrides=overrides)
+    load_checkpoint(model, directory, strict=strict, sha256=sha256, device=device)
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------- hub cache
+
+
+def hf_hub_cache() -> Path:
+    """The Hugging Face hub cache folder, by the same environment variables huggingface_hub reads."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HUGGINGFACE_HUB_CACHE"):
+        return Path(os.environ["HUGGINGFACE_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def _snapshot(repo: str, revision: str) -> tuple[Path, Optional[Path]]:
+    """The repo's folder in the cache and its snapshot for `revision` (None if not cached)."""
+    repo_dir = hf_hub_cache() / ("models--" + repo.replace("/", "--"))
+    if re.fullmatch(r"[0-9a-f]{40}", revision):
+        commit = revision
+    else:
+        ref = repo_dir / "refs" / revision
+        if not ref.is_file():
+            return repo_dir, None
+        commit = ref.read_text().strip()
+    snapshot = repo_dir / "snapshots" / commit
+    return repo_dir, snapshot if snapshot.is_dir() else None
+
+
+def resolve_source(source: str, *, revision: Optional[str] = None,
+                   files: Optional[Iterable[str]] = None) -> Path:
+    """The local directory of a weights source: `local-dir:PATH` or `hf-hub:ORG/NAME[@REVISION]`.
+
+    The hub is never contacted: the snapshot must be in the local Hugging Face cache with a config
+    and every weight file. `files` names files that must be there besides (e.g. a zoo entry's list).
+    """
+    kind, _, rest = source.partition(":")
+    if kind == "local-dir":
+        path = Path(rest).expanduser()
+        if not path.is_dir():
+            raise CheckpointError(f"{source}: {path} is not a directory")
+        return path
+    if kind != "hf-hub" or not re.fullmatch(r"[\w.-]+/[\w.-]+(@[\w./-]+)?", rest):
+        raise CheckpointError(f"{source!r}: expected 'local-dir:PATH' or 'hf-hub:ORG/NAME[@REVISION]'")
+    repo, _, at = rest.partition("@")
+    revision = revision or at or "main"
+    repo_dir, snapshot = _snapshot(repo, revision)
+    wanted = [CONFIG_NAME, *(files or [])]
+    missing = list(wanted)
+    if snapshot is not None:
+        missing = [n for n in wanted if not (snapshot / n).is_file()]
+        if not missing:
+            try:
+                missing = [p.name for p in find_weight_files(snapshot).files if not p.is_file()]
+            except CheckpointError:
+                missing = [f"{SAFE_WEIGHTS_NAME} or {SAFE_INDEX_NAME} and its shards"]
+    if missing:
+        where = snapshot if snapshot is not None else f"{repo_dir} (no snapshot for revision {revision!r})"
+        raise CheckpointError(
+            f"hf-hub:{repo}: not in the local Hugging Face cache (read offline). Looked for "
+            f"{', '.join(wanted if snapshot is None else missing)} in {where}. Download it first, e.g. "
+            f"`huggingface-cli download {repo}` (or set HF_HUB_CACHE / HF_HOME to the cache that has it)")
+    return snapshot
+
+
+def load_pretrained(weights, *, device=None, dtype=None, strict: bool = True) -> nn.Module:
+    """The model of a zoo entry's weights (`schemas.entry.WeightsSpec`), verified against its sha256 list."""
+    directory = resolve_source(weights.source, revision=weights.revision, files=list(weights.files))
+    return load_model_dir(directory, device=device, dtype=dtype, strict=strict, sha256=dict(weights.files))

@@ -1,0 +1,110 @@
+"""Autoregressive generation for both xLSTM families: prefill once, then one step per token.
+
+The recurrent state (mLSTM C, n, m; sLSTM c, n, h, m; conv history) is carried between calls, so a new
+token costs the same at any position. Left padding is honoured exactly: rows are prefilled in groups of
+equal prompt length (pad tokens never enter a state), then all rows step together. transformers' xLSTM
+feeds the pads into the state instead, so its batched output depends on the padding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import torch
+
+from .state import State
+
+
+def _cat_states(states: list, dim: int = 0):
+    """Concatenate states (dataclasses of tensors, lists, tuples, None) along the batch dimension."""
+    first = states[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(states, dim)
+    if isinstance(first, State):
+        return dataclasses.replace(first, **{f.name: _cat_states([getattr(s, f.name) for s in states], dim)
+                                             for f in dataclasses.fields(first)})
+    if isinstance(first, (list, tuple)):
+        return type(first)(_cat_states(list(parts), dim) for parts in zip(*states))
+    return first  # None and other non-tensor leaves are shared
+
+
+def _prefill(model, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor]):
+    """Logits of each row's last prompt token and the batch state, pads (mask 0, on the left) excluded."""
+    if attention_mask is None:
+        logits, state = model(input_ids)
+        return logits[:, -1], state
+    mask = attention_mask.bool()
+    lengths = mask.sum(1)
+    if not torch.equal(mask, torch.arange(mask.shape[1], device=mask.device) >= mask.shape[1] - lengths[:, None]):
+        raise ValueError("attention_mask: expected left padding (each row's zeros before its ones)")
+    if (lengths == 0).any():
+        raise ValueError("attention_mask: every row needs at least one token")
+    order, last, states = [], [], []
+    for length in lengths.unique().tolist():
+        rows = (lengths == length).nonzero().squeeze(1)
+        logits, state = model(input_ids[rows, input_ids.shape[1] - length:])
+        order.append(rows)
+        last.append(logits[:, -1])
+        states.append(state)
+    inverse = torch.argsort(torch.cat(order))
+    return torch.cat(last)[inverse], _cat_states(states).map(lambda t: t[inverse])
+
+
+def _sample(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: Optional[int],
+            top_p: Optional[float], generator: Optional[torch.Generator]) -> torch.Tensor:
+    if not do_sample:
+        return logits.argmax(-1)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None:
+        sorted_logits, index = logits.sort(-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        # drop a token when the tokens ranked above it already hold top_p (the first always stays)
+        drop = probs.cumsum(-1) - probs >= top_p
+        logits = logits.scatter(-1, index, sorted_logits.masked_fill(drop, float("-inf")))
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
+
+
+@torch.no_grad()
+def generate(model, input_ids: torch.Tensor, max_new_tokens: int, do_sample: bool = False,
+             temperature: float = 1.0, top_k: Optional[int] = None, top_p: Optional[float] = None,
+             eos_token_id: Optional[int] = None, attention_mask: Optional[torch.Tensor] = None,
+             generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Prompt + up to `max_new_tokens` tokens, (B, S + n), as transformers' generate returns.
+
+    Greedy unless `do_sample`. Rows that produced `eos_token_id` are filled with it; generation stops
+    early once every row has. `attention_mask` marks left padding (0 = pad).
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature: expected > 0, got {temperature}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p: expected in (0, 1], got {top_p}")
+    logits, state = _prefill(model, input_ids, attention_mask)
+    done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+    tokens = []
+    for step in range(max_new_tokens):
+        token = _sample(logits.float(), do_sample, temperature, top_k, top_p, generator)
+        if eos_token_id is not None:
+            token = token.masked_fill(done, eos_token_id)
+            done |= token == eos_token_id
+        tokens.append(token)
+        if bool(done.all()) or step == max_new_tokens - 1:
+            break
+        logits, state = model(token[:, None], state)
+        logits = logits[:, -1]
+    return torch.cat([input_ids, torch.stack(tokens, 1)], 1) if tokens else input_ids
+
+
+class GenerationMixin:
+    """Gives an LM `generate(...)` over its own `forward(input_ids, state) -> (logits, state)`."""
+
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
+        was_training = self.training
+        self.eval()
+        try:
+            return generate(self, input_ids, max_new_tokens, **kwargs)
+        finally:
+            self.train(was_training)
