@@ -95,3 +95,9 @@ class ZooEntry(Schema):
                 return spec
         raise LookupError(f"zoo entry {self.name!r} has no weights tagged {tag!r} "
                           f"(tags: {', '.join(w.tag for w in self.weights)})")
+
+
+class ModelDocument(Schema):
+    """Just a model config (a config object, a dict, or a YAML file holding only `model:`)."""
+
+    model: ModelConfig

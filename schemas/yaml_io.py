@@ -44,10 +44,11 @@ class Document:
         node, line, col = self.data, None, None
         for depth, name in enumerate(loc, 1):
             if isinstance(node, CommentedMap) and name in node:
-                kl, kc, vl, vc = node.lc.data[name]
                 child = node[name]
-                at_key = (key and depth == len(loc)) or (isinstance(child, (CommentedMap, CommentedSeq)) and child)
-                line, col = (kl, kc) if at_key else (vl, vc)
+                if name in node.lc.data:  # keys added by overrides or wrappers have no position
+                    kl, kc, vl, vc = node.lc.data[name]
+                    at_key = (key and depth == len(loc)) or (isinstance(child, (CommentedMap, CommentedSeq)) and child)
+                    line, col = (kl, kc) if at_key else (vl, vc)
                 node = child
             elif isinstance(node, CommentedSeq) and isinstance(name, int) and 0 <= name < len(node):
                 line, col = node.lc.data[name]
@@ -67,7 +68,11 @@ def parse_yaml(text: str, source: str) -> Document:
         mark = e.problem_mark or e.context_mark
         what = " ".join(filter(None, [e.context, e.problem])).strip() or str(e)
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        raise ConfigError([Problem(source, line, col, "", f"invalid YAML: {what}")]) from None
+        key = ""
+        if mark is not None and mark.line < len(text.splitlines()):
+            key = text.splitlines()[mark.line].strip().split(":", 1)[0].lstrip("- ")
+        hint = " (check the indentation)" if "mapping values" in what or "expected <block end>" in what else ""
+        raise ConfigError([Problem(source, line, col, key, f"invalid YAML: {what}{hint}")]) from None
     except YAMLError as e:
         raise ConfigError([Problem(source, None, None, "", f"invalid YAML: {e}")]) from None
     _reject_tags(data, Document(data, source))
@@ -137,7 +142,7 @@ def apply_overrides(doc: Document, overrides: Overrides, source: str = "<overrid
                 problems.append(Problem(source, None, None, dotted, f"expected a list index below {len(node)}"))
                 continue
             node[last] = value
-            doc.override_sources[loc] = f"{source} {dotted}"
+            doc.override_sources[loc] = source
     if problems:
         raise ConfigError(problems)
     return doc
@@ -168,48 +173,60 @@ def _describe(value: Any) -> str:
     return repr(value)
 
 
-def _allowed_keys(schema: type, loc: tuple) -> list[str]:
-    """Field names expected at `loc` (loc includes pydantic's union tags), for did-you-mean hints."""
-    node: Any = schema
-    for key in loc:
-        node = _step(node, key)
-        if node is None:
-            return []
-    return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
-
-
-def _step(node: Any, key: Any) -> Any:
+def _unwrap(node: Any) -> Any:
+    """Annotated[X, ...] -> X and Optional[X] -> X."""
     while True:
         origin = typing.get_origin(node)
         if origin is typing.Annotated:
             node = typing.get_args(node)[0]
-        elif origin is Union:
-            args = [a for a in typing.get_args(node) if a is not type(None)]
-            tagged = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)
-                      and a.model_fields.get("kind") is not None and a.model_fields["kind"].default == key]
-            if tagged:
-                return tagged[0]
-            if len(args) != 1:
-                models = [a for a in args if typing.get_origin(a) in (list, dict)]
-                if not models:
-                    return None
-                node = models[0]
-                continue
-            node = args[0]
-        elif origin in (list, dict):
-            return typing.get_args(node)[-1]
-        elif isinstance(node, type) and issubclass(node, BaseModel):
-            field = node.model_fields.get(key)
-            return None if field is None else field.annotation
+        elif origin is Union and len([a for a in typing.get_args(node) if a is not type(None)]) == 1:
+            node = next(a for a in typing.get_args(node) if a is not type(None))
         else:
-            return None
+            return node
+
+
+def _is_model(node: Any) -> bool:
+    return isinstance(node, type) and issubclass(node, BaseModel)
+
+
+def _walk(schema: type, loc: tuple) -> tuple[tuple, Any]:
+    """Follow a pydantic error location through the schema: (the location without union tags such as
+    'xlstm-lm', the schema node reached or None)."""
+    out, node = [], schema
+    for key in loc:
+        node = _unwrap(node)
+        if _is_model(node):
+            out.append(key)
+            field = node.model_fields.get(key)
+            node = None if field is None else field.annotation
+        elif typing.get_origin(node) is Union:
+            members = [a for a in typing.get_args(node) if _is_model(a) and "kind" in a.model_fields]
+            tagged = [a for a in members if a.model_fields["kind"].default == key]
+            if tagged:
+                node = tagged[0]  # a union tag: not a key of the document
+            else:
+                out.append(key)
+                node = None
+        elif typing.get_origin(node) in (list, dict):
+            out.append(key)
+            node = typing.get_args(node)[-1]
+        else:
+            out.append(key)
+            node = None
+    return tuple(out), node
+
+
+def _allowed_keys(schema: type, loc: tuple) -> list[str]:
+    """Field names expected at `loc`, for did-you-mean hints."""
+    node = _unwrap(_walk(schema, loc)[1])
+    return list(node.model_fields) if _is_model(node) else []
 
 
 def _problems(exc: ValidationError, doc: Document, schema: type, prefix: tuple) -> list[Problem]:
     problems = []
     for err in exc.errors(include_url=False):
         raw = tuple(err["loc"])
-        loc = prefix + _strip_tags(raw, schema)
+        loc = prefix + _walk(schema, raw)[0]
         cause = (err.get("ctx") or {}).get("error")
         kind = err["type"]
         if isinstance(cause, FieldErrors):
@@ -231,18 +248,6 @@ def _problems(exc: ValidationError, doc: Document, schema: type, prefix: tuple) 
             got = "" if kind == "missing" else f", got {_describe(err['input'])}"
             problems.append(_problem(doc, loc, expected + got))
     return problems
-
-
-def _strip_tags(loc: tuple, schema: type) -> tuple:
-    """Drop pydantic's union-tag elements (e.g. 'xlstm-lm') so the path names only real keys."""
-    out, node = [], schema
-    for key in loc:
-        is_field = isinstance(node, type) and issubclass(node, BaseModel) and key in node.model_fields
-        nxt = _step(node, key)
-        if is_field or not (isinstance(nxt, type) and issubclass(nxt, BaseModel)) or typing.get_origin(node) in (list, dict):
-            out.append(key)
-        node = nxt
-    return tuple(out)
 
 
 def _problem(doc: Document, loc: tuple, message: str, key: bool = False) -> Problem:

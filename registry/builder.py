@@ -1,0 +1,60 @@
+"""build_model: from a zoo name, YAML file, config object or checkpoint directory to an nn.Module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+from torch import nn
+
+from ..schemas.yaml_io import Overrides
+from ..xlstm import MODEL_CLASSES, apply_init
+from .index import get_config, get_entry, looks_like_path, split_name
+
+SOURCE_PREFIXES = ("local-dir:", "hf-hub:")
+
+
+def instantiate(config, *, device: Union[str, torch.device, None] = None, dtype: Optional[torch.dtype] = None) -> nn.Module:
+    """The model a validated config describes, initialised by its init rules (not on `meta`)."""
+    with torch.device(device or "cpu"):
+        model = MODEL_CLASSES[config.kind](config)
+    apply_init(model, config.init_rules(), config)
+    return model if dtype is None else model.to(dtype)
+
+
+def _check_spec(spec: Any) -> None:
+    """Refuse strings that look like a checkpoint location but lack the prefix that says which kind."""
+    if not isinstance(spec, str) or spec.startswith(SOURCE_PREFIXES) or looks_like_path(spec):
+        return
+    if Path(spec).is_dir():
+        raise ValueError(f"{spec!r} is a directory: to load a checkpoint directory use 'local-dir:{spec}'")
+    if "/" in spec:
+        raise ValueError(f"{spec!r} is not a zoo name: for a Hugging Face repo use 'hf-hub:{spec}', "
+                         f"for a local directory 'local-dir:{spec}'")
+
+
+def build_model(spec: Any, *, pretrained: Union[bool, str] = False, overrides: Overrides = None,
+                device: Union[str, torch.device, None] = None, dtype: Optional[torch.dtype] = None) -> nn.Module:
+    """Build a model.
+
+    spec: a zoo name (`xlstm-125m`, or `name.tag` for a weights tag), a YAML file (an entry or a bare
+    model config), a config object, `local-dir:PATH` or `hf-hub:ORG/NAME` (a checkpoint directory).
+    pretrained: load the entry's default weights (True) or those of a tag (a string).
+    overrides: `{"model.num_blocks": 6}` or `["model.num_blocks=6"]`, validated like the file.
+    device="meta" builds without allocating memory.
+    """
+    _check_spec(spec)
+    if isinstance(spec, str) and spec.startswith(SOURCE_PREFIXES):
+        from .checkpoints import load_model_dir, resolve_source
+
+        return load_model_dir(resolve_source(spec), device=device, dtype=dtype, overrides=overrides)
+    config = get_config(spec, overrides)
+    if pretrained:
+        if not isinstance(spec, str) or looks_like_path(spec):
+            raise ValueError("pretrained=... needs a zoo name; for a checkpoint directory use 'local-dir:PATH'")
+        from .checkpoints import load_pretrained
+
+        weights = get_entry(spec).weights_for(pretrained if isinstance(pretrained, str) else split_name(spec)[1])
+        return load_pretrained(config, weights, device=device, dtype=dtype)
+    return instantiate(config, device=device, dtype=dtype)

@@ -1,0 +1,183 @@
+"""`xlstm-zoo`: a thin command line over the Python API.
+
+    xlstm-zoo ls ['xlstm-*']            xlstm-zoo show NAME [key=value ...]
+    xlstm-zoo cp NAME DEST.yaml         xlstm-zoo validate FILE...
+    xlstm-zoo schema [--kind K]         xlstm-zoo build NAME --dry-run [--dtype bfloat16] [key=value ...]
+    xlstm-zoo convert / train / eval / reproduce / bench ...
+
+User errors (bad YAML, unknown names, missing files) print one line per problem and exit non-zero,
+never a traceback. ls / show / cp / validate / schema never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import re
+import sys
+from pathlib import Path
+
+from ..schemas.errors import ConfigError, Problem
+from ..schemas.export import DOCUMENTS, schema_path, schema_text
+from ..schemas.yaml_io import dump_yaml, load_yaml, validate_document
+from .index import entry_paths, get_config, get_entry, list_models, split_name
+
+SCHEMA_COMMENT = re.compile(r"^# yaml-language-server: \$schema=(\S+)")
+
+# Verbs implemented elsewhere: verb -> module whose main(argv) runs it (imported only when used).
+DELEGATED = {
+    "convert": "convert",
+    "train": "pipelines:train_main",
+    "eval": "pipelines:eval_main",
+    "reproduce": "pipelines:reproduce_main",
+    "bench": "bench",
+}
+
+
+def cmd_ls(args) -> int:
+    for name in list_models(args.pattern or "*", pretrained=args.pretrained, capability=args.capability):
+        entry = get_entry(name)
+        print(f"{name:<28} {entry.model.kind:<15} {entry.description}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    entry = get_entry(args.name)
+    data = entry.model_dump(mode="json")
+    data["model"] = get_config(args.name, args.overrides).model_dump(mode="json")
+    print(dump_yaml(data), end="")
+    return 0
+
+
+def cmd_cp(args) -> int:
+    """Copy an entry for editing: comments kept; the $schema comment re-pointed relative to DEST."""
+    source = entry_paths()[split_name(args.name)[0]]
+    dest = Path(args.dest)
+    if dest.exists() and not args.force:
+        raise FileExistsError(f"{dest} exists (use --force to overwrite)")
+    text = dump_yaml(load_yaml(source).data)
+    schema = os.path.relpath(schema_path("zoo-entry"), dest.resolve().parent)
+    lines = source.read_text().splitlines()
+    header = [SCHEMA_COMMENT.sub(f"# yaml-language-server: $schema={schema}", lines[0])] if lines and \
+        SCHEMA_COMMENT.match(lines[0]) else []
+    body = text.splitlines()
+    if body and SCHEMA_COMMENT.match(body[0]):
+        body = body[1:]
+    dest.write_text("\n".join(header + body) + "\n")
+    print(f"copied {args.name} to {dest}")
+    return 0
+
+
+def document_kind(path: str) -> str:
+    """The document kind a YAML file declares in its $schema comment (zoo entries by default)."""
+    first = Path(path).read_text(encoding="utf-8").split("\n", 1)[0] if Path(path).is_file() else ""
+    match = SCHEMA_COMMENT.match(first)
+    if match:
+        for kind in DOCUMENTS:
+            if match.group(1).endswith(f"{kind}.schema.json"):
+                return kind
+    return "zoo-entry"
+
+
+def cmd_validate(args) -> int:
+    problems: list[Problem] = []
+    for path in args.files:
+        try:
+            validate_document(DOCUMENTS[document_kind(path)], load_yaml(path))
+        except ConfigError as e:
+            problems += e.problems
+    for p in problems:
+        print(p, file=sys.stderr)
+    if not problems:
+        print(f"{len(args.files)} file(s) valid")
+    return 1 if problems else 0
+
+
+def cmd_schema(args) -> int:
+    if args.write:
+        path = schema_path(args.kind)
+        path.write_text(schema_text(args.kind))
+        print(f"wrote {path}")
+    else:
+        print(schema_text(args.kind), end="")
+    return 0
+
+
+def cmd_build(args) -> int:
+    import torch
+
+    from .builder import build_model
+
+    dtype = getattr(torch, args.dtype)
+    model = build_model(args.name, overrides=args.overrides, device="meta" if args.dry_run else args.device)
+    total = sum(p.numel() for p in model.parameters())
+    size = total * torch.empty((), dtype=dtype).element_size()
+    print(f"{args.name}: {model.config.kind}, {total:,} parameters, {size / 2**30:.2f} GiB of weights in {args.dtype}"
+          + (" (built on meta)" if args.dry_run else f" (built on {args.device})"))
+    return 0
+
+
+def _overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("overrides", nargs="*", metavar="key.path=value", help="override a config value")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="xlstm-zoo", description="A declarative model zoo for xLSTM.")
+    sub = root.add_subparsers(dest="verb", required=True)
+    p = sub.add_parser("ls", help="list entries (fnmatch pattern)")
+    p.add_argument("pattern", nargs="?")
+    p.add_argument("--pretrained", action="store_true", help="only entries with weights")
+    p.add_argument("--capability", help="only entries with this capability (e.g. generate)")
+    p.set_defaults(run=cmd_ls)
+    p = sub.add_parser("show", help="print an entry with its fully resolved model config")
+    p.add_argument("name")
+    _overrides(p)
+    p.set_defaults(run=cmd_show)
+    p = sub.add_parser("cp", help="copy an entry to a YAML file to edit")
+    p.add_argument("name")
+    p.add_argument("dest")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(run=cmd_cp)
+    p = sub.add_parser("validate", help="validate YAML files (entries or recipes); all problems at once")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(run=cmd_validate)
+    p = sub.add_parser("schema", help="print the JSON Schema of a document kind")
+    p.add_argument("--kind", default="zoo-entry", choices=sorted(DOCUMENTS))
+    p.add_argument("--write", action="store_true", help="rewrite the committed schema file")
+    p.set_defaults(run=cmd_schema)
+    p = sub.add_parser("build", help="build a model and report its size")
+    p.add_argument("name")
+    p.add_argument("--dry-run", action="store_true", help="build on the meta device (no memory)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "float64"])
+    p.add_argument("--device", default="cpu")
+    _overrides(p)
+    p.set_defaults(run=cmd_build)
+    for verb in DELEGATED:
+        sub.add_parser(verb, help=f"see: xlstm-zoo {verb} --help", add_help=False)
+    return root
+
+
+def _delegate(verb: str, argv: list[str]) -> int:
+    module, _, func = DELEGATED[verb].partition(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), func or "main")(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv and argv[0] in DELEGATED:
+            return _delegate(argv[0], argv[1:])
+        args = parser().parse_args(argv)
+        return args.run(args)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+    except (LookupError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+    except ImportError as e:
+        print(f"error: {e} (is the matching extra installed? e.g. pip install 'xlstm-zoo[dev]')", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
