@@ -1,0 +1,50 @@
+"""The run's record: one JSON object per logged step in metrics.jsonl, and a PNG of the curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class MetricsLog:
+    """Appends records to DIR/metrics.jsonl. On resume, records after the checkpoint's step are dropped first,
+    since the resumed run logs those steps again."""
+
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        if resume_step is None:
+            path.write_text("")
+        elif path.exists():
+            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
+            path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, record: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def plot(metrics_file: Path, png: Path) -> None:
+    """Training loss, validation metrics and learning rate against step, one panel each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(metrics_file)
+    keys = sorted({k for r in records for k in r} - {"step", "tokens_per_s", "lr"})
+    panels = [[k for k in keys if not k.startswith("val_")], [k for k in keys if k.startswith("val_")], ["lr"]]
+    panels = [p for p in panels if p]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        for key in panel:
+            points = [(r["step"], r[key]) for r in records if key in r]
+            ax.plot(*zip(*points), label=key, marker="o" if key.startswith("val_") else None, markersize=3)
+        ax.set_xlabel("step")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)

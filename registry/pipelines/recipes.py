@@ -1,0 +1,62 @@
+"""Finding, loading and pinning recipes: a recipe file, or the recipe an entry names for a role."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ...schemas.recipe import Recipe, TextData
+from ...schemas.yaml_io import Overrides, apply_overrides, dump_yaml, load_yaml, validate_document
+from ..data import Task
+
+YAML_SUFFIXES = (".yaml", ".yml")
+HEADER = "# yaml-language-server: $schema=https://xlstm-zoo.dev/schemas/recipe.schema.json\n"
+
+
+def is_file_spec(spec: str) -> bool:
+    return Path(spec).suffix in YAML_SUFFIXES
+
+
+def entry_recipe(name: str, role: str) -> Path:
+    """The file of the entry's `role` recipe (paths in `recipes` are relative to the entry file)."""
+    from ..index import entry_paths, get_entry, split_name
+
+    entry = get_entry(name)
+    if role not in entry.recipes:
+        raise LookupError(f"zoo entry {name!r} has no {role!r} recipe (recipes: {', '.join(entry.recipes) or 'none'})")
+    return entry_paths()[split_name(name)[0]].parent / entry.recipes[role]
+
+
+def load_recipe(path: Path, overrides: Overrides = None) -> Recipe:
+    """Validate a recipe file with command-line overrides (errors as FILE:LINE:COL), with its relative paths
+    made absolute so the recipe means the same from any directory."""
+    doc = apply_overrides(load_yaml(path), overrides, "<command line>")
+    return pin_paths(validate_document(Recipe, doc), Path(path).resolve().parent)
+
+
+def pin_paths(recipe: Recipe, base: Path) -> Recipe:
+    update = {}
+    if is_file_spec(recipe.model.name):
+        update["model"] = recipe.model.model_copy(update={"name": str(base / recipe.model.name)})
+    if isinstance(recipe.data, TextData):
+        files = [f if ":" in f else str(base / f) for f in recipe.data.files]
+        update["data"] = recipe.data.model_copy(update={"files": files})
+    return recipe.model_copy(update=update)
+
+
+def save_recipe(recipe: Recipe, path: Path) -> None:
+    """The resolved recipe of a run, beside its outputs (what `eval DIR` and `--resume` read back)."""
+    path.write_text(HEADER + dump_yaml(recipe.model_dump(mode="json")))
+
+
+def build(recipe: Recipe, task: Task, device: torch.device) -> torch.nn.Module:
+    """The recipe's model; its vocabulary must cover the task's tokens."""
+    from ..builder import build_model
+
+    model = build_model(recipe.model.name, pretrained=recipe.model.pretrained, overrides=recipe.model.overrides,
+                        device=device)
+    if model.config.vocab_size < task.vocab_size:
+        raise ValueError(f"model.vocab_size: {model.config.vocab_size} is smaller than the {task.vocab_size} "
+                         "tokens the recipe's data uses; override it in model.overrides")
+    return model
