@@ -30,7 +30,8 @@ class XLSTMBlock(nn.Module):
         ffn = block.feedforward
         if ffn is not None:
             self.ffn_norm = LayerNorm(D, eps=config.norm_eps)
-            self.ffn = GatedFeedForward(D, ffn.proj_up_dim(D), ffn.act_fn, config.bias, config.dropout)
+            # As in NX-AI, the stack's bias and dropout do not reach the FFN (its own defaults: none).
+            self.ffn = GatedFeedForward(D, ffn.proj_up_dim(D), ffn.act_fn, bias=False, dropout=0.0)
         else:
             self.ffn = None
 
