@@ -304,11 +304,12 @@ def load_tensors(model: nn.Module, tensors: Iterable[tuple[str, torch.Tensor]], 
     Wrong shapes are always an error; missing and unexpected names are errors when strict. Tied
     parameters (one tensor under several names) are filled once and stay tied.
     """
+    initial = model.state_dict(keep_vars=True)
     aliases: dict[int, list[str]] = {}
-    for name, tensor in model.state_dict(keep_vars=True).items():
+    for name, tensor in initial.items():
         aliases.setdefault(id(tensor), []).append(name)
     group_of = {name: names for names in aliases.values() for name in names}
-    expected = {name: tuple(t.shape) for name, t in model.state_dict(keep_vars=True).items()}
+    expected = {name: tuple(t.shape) for name, t in initial.items()}
     report, seen = LoadReport(), set()
     for raw_name, tensor in tensors:
         name = strip_wrapper_prefixes(raw_name)
@@ -326,7 +327,9 @@ def load_tensors(model: nn.Module, tensors: Iterable[tuple[str, torch.Tensor]], 
             _retie(model, other, group[0])
         seen.update(group)
     report.missing = [n for n in expected if n not in seen]
-    if report.mismatched or (strict and report):
+    current = model.state_dict(keep_vars=True)
+    on_meta = any(current[n].is_meta for n in report.missing)  # placeholders cannot run, whatever `strict` says
+    if report.mismatched or (strict and report) or on_meta:
         raise CheckpointError(f"{source} does not fit the model ({type(model).__name__}):\n{report.table()}")
     return report
 
@@ -384,26 +387,30 @@ def read_config(directory: Path):
     raise CheckpointError(f"{directory}: no {ZOO_CONFIG_NAME} or {CONFIG_NAME}: not a checkpoint directory")
 
 
-def load_model_dir(path: PathLike, *, device: Optional[Union[str, torch.device]] = None,
-                   dtype: Optional[torch.dtype] = None, strict: bool = True,
-                   sha256: Optional[dict[str, Optional[str]]] = None, overrides=None) -> nn.Module:
-    """Build the model a checkpoint directory describes and load its weights, shard by shard.
+def _build_and_load(config, directory: Path, *, device, dtype, strict: bool, sha256, overrides=None) -> nn.Module:
+    """Build `config` on the meta device and fill it from `directory`, one tensor at a time.
 
-    The model is built on the meta device and each tensor replaces its meta placeholder as it is read,
-    so peak host memory stays near one copy of the weights in the target dtype (default: the dtype the
-    weights are stored in).
+    Each tensor replaces its meta placeholder as it is read, so peak host memory stays near one copy
+    of the weights in the target dtype (default: the dtype the weights are stored in).
     """
     from .builder import build_model
 
-    directory = Path(path)
-    if not directory.is_dir():
-        raise CheckpointError(f"{directory}: not a directory")
-    config = read_config(directory)
     found = find_weight_files(directory)
     dtype = dtype or _stored_dtype(found.files) or torch.get_default_dtype()
     model = build_model(config, device="meta", dtype=dtype, overrides=overrides)
     load_checkpoint(model, directory, strict=strict, sha256=sha256, device=device)
     return model.eval()
+
+
+def load_model_dir(path: PathLike, *, device: Optional[Union[str, torch.device]] = None,
+                   dtype: Optional[torch.dtype] = None, strict: bool = True,
+                   sha256: Optional[dict[str, Optional[str]]] = None, overrides=None) -> nn.Module:
+    """The model a checkpoint directory describes (its zoo.yaml, else its config.json), with its weights."""
+    directory = Path(path)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: not a directory")
+    return _build_and_load(read_config(directory), directory, device=device, dtype=dtype, strict=strict,
+                           sha256=sha256, overrides=overrides)
 
 
 # ----------------------------------------------------------------------------------------------- hub cache
@@ -469,7 +476,10 @@ def resolve_source(source: str, *, revision: Optional[str] = None,
     return snapshot
 
 
-def load_pretrained(weights, *, device=None, dtype=None, strict: bool = True) -> nn.Module:
-    """The model of a zoo entry's weights (`schemas.entry.WeightsSpec`), verified against its sha256 list."""
+def load_pretrained(config, weights, *, device=None, dtype=None, strict: bool = True) -> nn.Module:
+    """A zoo entry's model (`config`, which the checkpoint must fit) with its weights (a `WeightsSpec`).
+
+    The source is resolved offline and each file listed with a sha256 is verified.
+    """
     directory = resolve_source(weights.source, revision=weights.revision, files=list(weights.files))
-    return load_model_dir(directory, device=device, dtype=dtype, strict=strict, sha256=dict(weights.files))
+    return _build_and_load(config, directory, device=device, dtype=dtype, strict=strict, sha256=dict(weights.files))

@@ -12,11 +12,13 @@ same shape, so a wrong guess would load silently). We convert both through the e
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable, Iterator
 
 import torch
 
 from ..schemas.models import XLSTMLMConfig
+from ..schemas.yaml_io import load_yaml
 from .convert_hf import ConfigMappingError
 
 LM_FIELDS = {"vocab_size", "embedding_dim", "num_blocks", "context_length", "tie_weights",
@@ -122,15 +124,11 @@ def convert_nxai_state(tensors: Iterable[tuple[str, torch.Tensor]], config: XLST
 
 
 def read_nxai_yaml(path) -> tuple[XLSTMLMConfig, str]:
-    """Our config and the sLSTM backend from a NX-AI YAML config file (loaded safely: no tags run)."""
-    from ruamel.yaml import YAML
-
-    with open(path) as f:
-        data = YAML(typ="safe").load(f)
+    """Our config and the sLSTM backend from a NX-AI YAML config file (loaded safely: tags are refused)."""
+    data = json.loads(json.dumps(load_yaml(path).data))  # ruamel containers -> plain data
     if not isinstance(data, dict):
         raise ConfigMappingError(f"{path}: expected a mapping of NX-AI xLSTMLMModelConfig fields")
     try:
         return from_nxai_config(data), slstm_backend(data)
-    except ConfigMappingError as exc:
+    except ValueError as exc:  # our mapping errors and pydantic's validation errors
         raise ConfigMappingError(f"{path}: {exc}") from None
-
