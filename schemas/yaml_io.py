@@ -20,11 +20,13 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from .errors import ConfigError, FieldErrors, Problem
 
 Overrides = Union[Mapping[str, Any], Iterable[str], None]
+PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
 
 
 def _yaml() -> YAML:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
+    yaml.indent(mapping=2, sequence=4, offset=2)  # the zoo's style: list items indented under their key
     return yaml
 
 
@@ -82,7 +84,7 @@ def parse_yaml(text: str, source: str) -> Document:
 def _reject_tags(node: Any, doc: Document, loc: tuple = ()) -> None:
     """Explicit tags (e.g. `!!python/object`) have no meaning in our documents: refuse them."""
     tag = getattr(getattr(node, "tag", None), "value", None)
-    if tag and not tag.startswith("tag:yaml.org,2002:"):
+    if tag and tag not in PLAIN_TAGS:
         src, line, col = doc.locate(loc)
         raise ConfigError([Problem(src, line, col, ".".join(map(str, loc)), f"expected plain YAML, got the tag {tag!r}")])
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
