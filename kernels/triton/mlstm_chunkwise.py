@@ -248,21 +248,27 @@ def _bw_dq(q, k, v, dh, qg, kg, rn, dden, cst, nst, mst, dq, qdq, S, NC, DHQK, D
 
 
 @triton.jit
+def _key_tile(ps, bh, S, NC, kg, g, mst_next, L: tl.constexpr, T: tl.constexpr):
+    """A key tile's positions, chunk, chunk index and weight into the chunk-end state, exp(a_s - m_chunk)."""
+    s = ps * T + tl.arange(0, T)
+    ci = (ps * T) // L
+    base = (bh * NC + ci).to(tl.int64)
+    kgs = tl.load(kg + bh * S + s)
+    return s, ci, base, kgs, tl.exp(tl.load(g + base) + kgs - tl.load(mst_next + base))
+
+
+@triton.jit
 def _bw_dk(q, k, v, dh, qg, kg, g, rn, dden, dcst, dnst, mst_next, dk_out, kdk, S, NC, DHQK, DHV, scale,
            L: tl.constexpr, T: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr):
     """dk for one (T x BK) key tile: through the chunk-end state and through the later queries of its chunk."""
     ps, pk, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    s = ps * T + tl.arange(0, T)
-    ci = (ps * T) // L
+    s, ci, base, kgs, ws = _key_tile(ps, bh, S, NC, kg, g, mst_next, L, T)
     dk = pk * BK + tl.arange(0, BK)
     mk = dk < DHQK
     q += bh * S * DHQK
     k += bh * S * DHQK
     v += bh * S * DHV
     dh += bh * S * DHV
-    base = (bh * NC + ci).to(tl.int64)
-    kgs = tl.load(kg + bh * S + s)
-    ws = tl.exp(tl.load(g + base) + kgs - tl.load(mst_next + base))
     acc = tl.zeros((T, BK), tl.float32)
     for v0 in range(0, DHV, BD):
         dv = v0 + tl.arange(0, BD)
@@ -290,16 +296,12 @@ def _bw_dv(q, k, dh, qg, kg, g, rn, dcst, mst_next, dv_out, S, NC, DHQK, DHV, sc
            L: tl.constexpr, T: tl.constexpr, BV: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr):
     """dv for one (T x BV) value tile: through the chunk-end state and through the later queries of its chunk."""
     ps, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    s = ps * T + tl.arange(0, T)
-    ci = (ps * T) // L
+    s, ci, base, kgs, ws = _key_tile(ps, bh, S, NC, kg, g, mst_next, L, T)
     dv = pv * BV + tl.arange(0, BV)
     mv = dv < DHV
     q += bh * S * DHQK
     k += bh * S * DHQK
     dh += bh * S * DHV
-    base = (bh * NC + ci).to(tl.int64)
-    kgs = tl.load(kg + bh * S + s)
-    ws = tl.exp(tl.load(g + base) + kgs - tl.load(mst_next + base))
     acc = tl.zeros((T, BV), tl.float32)
     for d0 in range(0, DHQK, BD):
         d = d0 + tl.arange(0, BD)
