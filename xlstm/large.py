@@ -14,6 +14,7 @@ from ..schemas.kernels import KernelConfig
 from ..schemas.models import XLSTMLargeLMConfig
 from .backend import MLSTMBackend
 from .norms import HeadwiseLayerNorm, RMSNorm
+from .generation import GenerationMixin
 from .state import LMOutput, LMState, MLSTMState
 
 
@@ -112,7 +113,7 @@ class XLSTMLargeBackbone(nn.Module):
         return self.out_norm(x), LMState(states)
 
 
-class XLSTMLargeLM(nn.Module):
+class XLSTMLargeLM(GenerationMixin, nn.Module):
     """backbone -> lm_head -> soft-capped float32 logits; `forward(ids, state)` -> LMOutput."""
 
     def __init__(self, config: XLSTMLargeLMConfig):

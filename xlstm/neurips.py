@@ -13,6 +13,7 @@ from .layers import GatedFeedForward
 from .mlstm import MLSTMLayer
 from .norms import LayerNorm
 from .slstm import SLSTMLayer
+from .generation import GenerationMixin
 from .state import LMOutput, LMState
 
 
@@ -58,7 +59,7 @@ class XLSTMBlockStack(nn.Module):
         return self.post_blocks_norm(x), LMState(states)
 
 
-class XLSTMLM(nn.Module):
+class XLSTMLM(GenerationMixin, nn.Module):
     """token_embedding -> (dropout) -> block stack -> lm_head; `forward(ids, state)` -> LMOutput."""
 
     def __init__(self, config: XLSTMLMConfig):
