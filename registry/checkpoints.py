@@ -29,7 +29,7 @@ from .. import __version__
 from ..schemas.entry import SCHEMA_VERSION
 from ..schemas.models import XLSTMLargeLMConfig, XLSTMLMConfig
 from ..schemas.yaml_io import dump_yaml, load_yaml, validate_document
-from .convert_hf import from_hf_config, to_hf_config
+from .convert_hf import from_hf_config, to_hf_config, transformers_fill
 
 CONFIG_NAME = "config.json"
 ZOO_CONFIG_NAME = "zoo.yaml"
@@ -132,18 +132,18 @@ def _shards(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, 
     return shards
 
 
-def _unique_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state_dict with each shared tensor once (tied head: the embedding keeps it), contiguous, on CPU."""
-    seen: set[int] = set()
+def _cpu_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every state_dict entry, contiguous on CPU. A tensor shared by several names (a tied head) is
+    written under each name: transformers' xLSTM does not tie and reads both."""
+    storages: set[int] = set()
     tensors = {}
     for name, tensor in model.state_dict().items():
         if tensor.is_meta:
             raise CheckpointError(f"cannot save {name}: the model still has weights on the meta device")
-        key = id(tensor.untyped_storage()) if tensor.numel() else id(tensor)
-        if key in seen:
-            continue
-        seen.add(key)
-        tensors[name] = tensor.detach().to("cpu").contiguous()
+        tensor = tensor.detach().to("cpu").contiguous()
+        ptr = tensor.untyped_storage().data_ptr()
+        tensors[name] = tensor.clone() if ptr in storages else tensor
+        storages.add(ptr)
     return tensors
 
 
@@ -167,9 +167,9 @@ def save_pretrained(model: nn.Module, directory: PathLike, *, max_shard_size: Un
         files[name] = hashlib.sha256(text.encode()).hexdigest()
 
     put_text(ZOO_CONFIG_NAME, zoo_text)
-    put_text(CONFIG_NAME, json.dumps(to_hf_config(config), indent=2, sort_keys=True) + "\n")
+    put_text(CONFIG_NAME, json.dumps(to_hf_config(model), indent=2, sort_keys=True) + "\n")
 
-    tensors = _unique_tensors(model)
+    tensors = _cpu_tensors(model)
     shards = _shards(tensors, parse_size(max_shard_size))
     names = ([SAFE_WEIGHTS_NAME] if len(shards) == 1 else
              [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
@@ -275,7 +275,7 @@ class LoadReport:
     def table(self, first: int = 5) -> str:
         rows = []
         for label, names in (("missing", self.missing), ("unexpected", self.unexpected),
-                             ("wrong shape", self.mismatched)):
+                             ("mismatched", self.mismatched)):
             if names:
                 more = f", ... (+{len(names) - first})" if len(names) > first else ""
                 rows.append(f"  {label:<11} {len(names):>5}  {', '.join(names[:first])}{more}")
@@ -298,11 +298,13 @@ def _set_tensor(model: nn.Module, name: str, value: torch.Tensor) -> None:
 
 
 def load_tensors(model: nn.Module, tensors: Iterable[tuple[str, torch.Tensor]], *, strict: bool = True,
-                 device: Optional[Union[str, torch.device]] = None, source: str = "checkpoint") -> LoadReport:
+                 device: Optional[Union[str, torch.device]] = None, source: str = "checkpoint",
+                 fill: Optional[dict[str, torch.Tensor]] = None) -> LoadReport:
     """Put named tensors into `model`, one at a time; parameters still on meta are replaced (no double copy).
 
-    Wrong shapes are always an error; missing and unexpected names are errors when strict. Tied
-    parameters (one tensor under several names) are filled once and stay tied.
+    Wrong shapes (and tied names given different tensors) are always an error; missing and unexpected
+    names are errors when strict. Tied parameters are filled once and stay tied. `fill` gives tensors
+    for names the checkpoint may lack (used only where it does).
     """
     initial = model.state_dict(keep_vars=True)
     aliases: dict[int, list[str]] = {}
@@ -320,12 +322,17 @@ def load_tensors(model: nn.Module, tensors: Iterable[tuple[str, torch.Tensor]], 
             report.mismatched.append(f"{name} {tuple(tensor.shape)} vs model {expected[name]}")
             continue
         group = group_of[name]
-        if seen.intersection(group):
-            continue  # a tied copy of a tensor already loaded
-        _set_tensor(model, group[0], tensor if device is None else tensor.to(device))
-        for other in group[1:]:  # re-tie: point the other names at the loaded parameter
-            _retie(model, other, group[0])
+        if seen.intersection(group):  # a tied name whose tensor is loaded: the copies must agree
+            loaded = model.get_parameter(group[0])
+            if not torch.equal(loaded, tensor.to(loaded)):
+                report.mismatched.append(f"{name} differs from {group[0]}, to which the model ties it")
+            continue
+        _put(model, group, tensor if device is None else tensor.to(device))
         seen.update(group)
+    for name, tensor in (fill or {}).items():
+        if name not in seen:
+            _put(model, group_of[name], tensor if device is None else tensor.to(device))
+            seen.add(name)
     report.missing = [n for n in expected if n not in seen]
     current = model.state_dict(keep_vars=True)
     on_meta = any(current[n].is_meta for n in report.missing)  # placeholders cannot run, whatever `strict` says
@@ -334,14 +341,18 @@ def load_tensors(model: nn.Module, tensors: Iterable[tuple[str, torch.Tensor]], 
     return report
 
 
-def _retie(model: nn.Module, name: str, source: str) -> None:
-    module_name, _, attr = name.rpartition(".")
-    model.get_submodule(module_name)._parameters[attr] = model.get_parameter(source)
+def _put(model: nn.Module, group: list[str], value: torch.Tensor) -> None:
+    """Load `value` under the first name of a tie group and point the other names at it."""
+    _set_tensor(model, group[0], value)
+    for other in group[1:]:
+        module_name, _, attr = other.rpartition(".")
+        model.get_submodule(module_name)._parameters[attr] = model.get_parameter(group[0])
 
 
 def load_checkpoint(model: nn.Module, path: PathLike, strict: bool = True, *,
                     sha256: Optional[dict[str, Optional[str]]] = None,
-                    device: Optional[Union[str, torch.device]] = None) -> LoadReport:
+                    device: Optional[Union[str, torch.device]] = None,
+                    fill: Optional[dict[str, torch.Tensor]] = None) -> LoadReport:
     """Load a weight file or a checkpoint directory into `model` (after verifying recorded sha256).
 
     `sha256` adds expected digests by file name (e.g. from a zoo entry) to those the directory records.
@@ -357,7 +368,7 @@ def load_checkpoint(model: nn.Module, path: PathLike, strict: bool = True, *,
         verify_sha256(path, (sha256 or {}).get(path.name))
         files = [path]
     tensors = (item for file in files for item in iter_tensors(file))
-    return load_tensors(model, tensors, strict=strict, device=device, source=str(path))
+    return load_tensors(model, tensors, strict=strict, device=device, source=str(path), fill=fill)
 
 
 def _stored_dtype(files: list[Path]) -> Optional[torch.dtype]:
@@ -398,7 +409,9 @@ def _build_and_load(config, directory: Path, *, device, dtype, strict: bool, sha
     found = find_weight_files(directory)
     dtype = dtype or _stored_dtype(found.files) or torch.get_default_dtype()
     model = build_model(config, device="meta", dtype=dtype, overrides=overrides)
-    load_checkpoint(model, directory, strict=strict, sha256=sha256, device=device)
+    from_transformers = not (directory / ZOO_CONFIG_NAME).is_file() and model.config.kind == "xlstm-large-lm"
+    fill = transformers_fill(model.config) if from_transformers else None
+    load_checkpoint(model, directory, strict=strict, sha256=sha256, device=device, fill=fill)
     return model.eval()
 
 

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from ..schemas.models import XLSTMLargeLMConfig
 
 MODEL_TYPE = "xlstm"
-NEURIPS_MODEL_TYPE = "xlstm_zoo-xlstm-lm"
-"""config.json of our NeurIPS models: transformers has no such model; zoo.yaml is what we read back."""
+ZOO_MODEL_TYPE = "xlstm_zoo"
+"""config.json of models transformers cannot run as they are (NeurIPS ones, ...); we read zoo.yaml."""
 
 MODEL_FIELDS = ("vocab_size", "num_heads", "use_bias", "norm_eps", "norm_reduction_force_float32",
-                "add_out_norm", "qk_dim_factor", "v_dim_factor", "ffn_proj_factor",
-                "ffn_round_up_to_multiple_of", "weight_mode", "tie_word_embeddings")
+                "qk_dim_factor", "v_dim_factor", "ffn_proj_factor", "ffn_round_up_to_multiple_of", "weight_mode")
+# transformers' modeling code (5.x) ignores these two: it always applies an out_norm (without bias) and
+# never ties lm_head to the embedding, so its checkpoints hold both tensors.
+IGNORED_BY_TRANSFORMERS = ("add_out_norm", "tie_word_embeddings")
 KERNEL_FIELDS = ("chunkwise_kernel", "sequence_kernel", "step_kernel", "mode", "chunk_size", "eps",
                  "autocast_kernel_dtype", "inference_state_dtype")
 SOFT_CAPS = ("gate_soft_cap", "output_logit_soft_cap")
@@ -49,17 +53,18 @@ def _alias(config: dict, names: tuple[str, str], source: str) -> Any:
 
 
 def from_hf_config(config: dict, *, source: str = "config.json") -> XLSTMLargeLMConfig:
-    """Our config from a transformers xLSTM config.json (or a zoo-written NeurIPS one, via zoo.yaml only)."""
+    """Our config from a transformers xLSTM config.json."""
     model_type = config.get("model_type")
     if model_type != MODEL_TYPE:
         raise ConfigMappingError(f"{source}: expected model_type {MODEL_TYPE!r} (transformers' xLSTM), "
                                  f"got {model_type!r}")
-    known = {*MODEL_FIELDS, *KERNEL_FIELDS, *SOFT_CAPS, *IGNORED,
+    known = {*MODEL_FIELDS, *KERNEL_FIELDS, *SOFT_CAPS, *IGNORED, *IGNORED_BY_TRANSFORMERS,
              "hidden_size", "embedding_dim", "num_hidden_layers", "num_blocks"}
     unknown = sorted(set(config) - known)
     if unknown:
         raise ConfigMappingError(f"{source}: keys not understood: {', '.join(unknown)}")
     fields = {name: config[name] for name in MODEL_FIELDS if name in config}
+    fields.update(add_out_norm=True, tie_word_embeddings=False)  # what transformers computes
     fields["embedding_dim"] = _alias(config, ("hidden_size", "embedding_dim"), source)
     fields["num_blocks"] = _alias(config, ("num_hidden_layers", "num_blocks"), source)
     for name in SOFT_CAPS:  # transformers and xlstm-jax treat a cap <= 0 or null as none
@@ -73,25 +78,45 @@ def from_hf_config(config: dict, *, source: str = "config.json") -> XLSTMLargeLM
     return XLSTMLargeLMConfig(**fields)
 
 
-def to_hf_config(config) -> dict:
-    """A config.json for `config`: transformers' xLSTM for xLSTM Large, our own record for NeurIPS models.
+def transformers_fill(config: XLSTMLargeLMConfig) -> dict[str, torch.Tensor]:
+    """Tensors our model has and transformers' checkpoints lack, as the identity they are there."""
+    return {"backbone.out_norm.bias": torch.zeros(config.embedding_dim)} if config.use_bias else {}
+
+
+def transformers_incompatibilities(model) -> list[str]:
+    """Why transformers' xLSTM would compute something else than `model` (empty: it computes the same)."""
+    config = model.config
+    if config.kind != "xlstm-large-lm":
+        return ["transformers has no NeurIPS xLSTM (kind xlstm-lm)"]
+    reasons = [f"{name}: null (no cap) has no transformers equivalent" for name in SOFT_CAPS
+               if getattr(config, name) is None]
+    if not config.add_out_norm:
+        reasons.append("add_out_norm: false, but transformers always applies the out_norm")
+    if config.use_bias and config.add_out_norm and model.backbone.out_norm.bias.any():
+        reasons.append("backbone.out_norm.bias is not zero, but transformers' out_norm has no bias")
+    return reasons
+
+
+def to_hf_config(model) -> dict:
+    """config.json for `model`: transformers' xLSTM config when transformers computes the same function,
+    else our own record (a model_type transformers refuses) with the reasons.
 
     transformers' model runs arbitrary lengths and generates only in its `inference` mode with the
     native kernels, so those are written whatever our model uses (the zoo.yaml beside keeps ours).
     """
-    if config.kind != "xlstm-large-lm":
-        return {"model_type": NEURIPS_MODEL_TYPE, "architectures": ["XLSTMLMModel"],
-                **config.model_dump(mode="json")}
+    config = model.config
+    reasons = transformers_incompatibilities(model)
+    if reasons:
+        return {"model_type": ZOO_MODEL_TYPE, "transformers_incompatible": reasons, **config.model_dump(mode="json")}
     kernels = config.kernels
     return {
         "model_type": MODEL_TYPE,
         "architectures": ["xLSTMForCausalLM"],
-        **{name: getattr(config, name) for name in MODEL_FIELDS},
+        **{name: getattr(config, name) for name in (*MODEL_FIELDS, *IGNORED_BY_TRANSFORMERS, *SOFT_CAPS)},
         "hidden_size": config.embedding_dim,
         "embedding_dim": config.embedding_dim,
         "num_hidden_layers": config.num_blocks,
         "num_blocks": config.num_blocks,
-        **{name: getattr(config, name) for name in SOFT_CAPS},  # null (no cap) has no transformers equivalent
         "chunkwise_kernel": _HF_CHUNKWISE.get(kernels.chunkwise_kernel, "chunkwise--native_autograd"),
         "sequence_kernel": "native_sequence__native",
         "step_kernel": "native",

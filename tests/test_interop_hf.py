@@ -1,0 +1,126 @@
+"""transformers' xLSTM both ways: its directories load here with the same logits and greedy output, and
+our save_pretrained output loads back in transformers with the same logits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+transformers = pytest.importorskip("transformers")
+from transformers import xLSTMConfig, xLSTMForCausalLM  # noqa: E402
+
+from xlstm_zoo.registry.builder import build_model  # noqa: E402
+from xlstm_zoo.registry.checkpoints import save_pretrained  # noqa: E402
+from xlstm_zoo.registry.convert import main as convert_main  # noqa: E402
+from xlstm_zoo.registry.convert_hf import ConfigMappingError, from_hf_config  # noqa: E402
+from xlstm_zoo.xlstm.generation import generate  # noqa: E402
+
+# transformers sizes its cache with qk/v dims rounded up to 64 but its layers with int(D * factor)
+# (trap 34), so only shapes where the two agree run in transformers itself.
+SHAPES = {
+    "base": dict(hidden_size=128, num_heads=2, num_hidden_layers=2),
+    "bias-4heads": dict(hidden_size=128, num_heads=4, num_hidden_layers=3, use_bias=True, ffn_proj_factor=2.6667),
+    "narrow-qk-tied": dict(hidden_size=256, num_heads=4, num_hidden_layers=1, qk_dim_factor=0.25,
+                           v_dim_factor=0.5, tie_word_embeddings=True, gate_soft_cap=5.0),
+}
+VOCAB = 67
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / a.abs().max()).item()
+
+
+def make_hf(tmp_path, seed: int = 0, **shape) -> tuple[xLSTMForCausalLM, str]:
+    """A random transformers xLSTM, every weight perturbed (its init zeroes the gates), saved by transformers."""
+    torch.manual_seed(seed)
+    config = xLSTMConfig(vocab_size=VOCAB, chunk_size=16, eos_token_id=None, pad_token_id=None, bos_token_id=None,
+                         **shape)
+    model = xLSTMForCausalLM(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    directory = tmp_path / "hf"
+    model.save_pretrained(directory)
+    return model, str(directory)
+
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+def test_logits_generation_and_round_trip(tmp_path, shape):
+    hf, hf_dir = make_hf(tmp_path, **shape)
+    ours = build_model(f"local-dir:{hf_dir}")
+    assert not any(p.is_meta for p in ours.parameters())
+    ids = torch.randint(0, VOCAB, (2, 37))  # two full chunks of 16 and a remainder
+    with torch.no_grad():
+        expected = hf(ids).logits
+        assert rel_err(expected, ours(ids).logits) < 1e-4
+
+    prompt = ids[:, :6]
+    reference = hf.generate(prompt, max_new_tokens=12, do_sample=False)
+    assert torch.equal(generate(ours, prompt, 12), reference)
+    assert torch.equal(ours.generate(prompt, 12), reference)
+
+    save_pretrained(ours, tmp_path / "zoo")
+    back = xLSTMForCausalLM.from_pretrained(tmp_path / "zoo").eval()
+    with torch.no_grad():
+        assert rel_err(expected, back(ids).logits) < 1e-4
+
+
+def fuse(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """transformers' single-mode weights in its fused layout: [q;k;v;o], [i;f], [gate;up]."""
+    out = {}
+    for name, tensor in state.items():
+        prefix, _, leaf = name.rpartition(".")
+        if prefix.endswith("mlstm_layer.q"):
+            layer = prefix[: -len("q")]
+            out[layer + "qkv_opreact." + leaf] = torch.cat(
+                [state[f"{layer}{p}.{leaf}"] for p in ("q", "k", "v", "ogate_preact")])
+        elif prefix.endswith("igate_preact"):
+            layer = prefix[: -len("igate_preact")]
+            out[layer + "ifgate_preact." + leaf] = torch.cat([tensor, state[f"{layer}fgate_preact.{leaf}"]])
+        elif prefix.endswith("ffn.proj_up_gate"):
+            ffn = prefix[: -len("proj_up_gate")]
+            out[ffn + "proj_up_gate_z." + leaf] = torch.cat([tensor, state[f"{ffn}proj_up.{leaf}"]])
+        elif not prefix.endswith(("mlstm_layer.k", "mlstm_layer.v", "ogate_preact", "fgate_preact", "ffn.proj_up")):
+            out[name] = tensor
+    return out
+
+
+def test_fused_transformers_directory(tmp_path):
+    """A fused-mode directory (transformers cannot build one itself: its fused init crashes) loads
+    into our fused model and matches the single-mode transformers model."""
+    hf, hf_dir = make_hf(tmp_path, seed=1, **SHAPES["base"])
+    weights = tmp_path / "hf" / "model.safetensors"
+    save_file(fuse(load_file(weights)), weights, metadata={"format": "pt"})
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    (tmp_path / "hf" / "config.json").write_text(json.dumps({**config, "weight_mode": "fused"}))
+    ours = build_model(f"local-dir:{hf_dir}")
+    assert ours.config.weight_mode == "fused"
+    ids = torch.randint(0, VOCAB, (3, 21))
+    with torch.no_grad():
+        assert rel_err(hf(ids).logits, ours(ids).logits) < 1e-4
+
+
+def test_convert_cli_from_hf(tmp_path, capsys):
+    hf, hf_dir = make_hf(tmp_path, seed=2, **SHAPES["base"])
+    assert convert_main(["--from", "hf", "--model", hf_dir, "--out", str(tmp_path / "zoo")]) == 0
+    assert (tmp_path / "zoo" / "zoo.yaml").is_file()
+    ours = build_model(f"local-dir:{tmp_path / 'zoo'}")
+    ids = torch.randint(0, VOCAB, (1, 19))
+    with torch.no_grad():
+        assert rel_err(hf(ids).logits, ours(ids).logits) < 1e-4
+    assert convert_main(["--from", "hf", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 1
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_config_mapping_refuses_what_it_cannot_keep():
+    base = xLSTMConfig(vocab_size=VOCAB, **SHAPES["base"]).to_dict()
+    assert from_hf_config(base).embedding_dim == 128
+    with pytest.raises(ConfigMappingError, match="model_type"):
+        from_hf_config({**base, "model_type": "llama"})
+    with pytest.raises(ConfigMappingError, match="rope_theta"):
+        from_hf_config({**base, "rope_theta": 1e4})
+    with pytest.raises(ConfigMappingError, match="hidden_size and embedding_dim disagree"):
+        from_hf_config({**base, "embedding_dim": 64})
