@@ -2,7 +2,7 @@
 
 from .blocks import (
     GatedFFNConfig, MLSTMBlockConfig, MLSTMCellConfig, MLSTMLayerConfig, SLSTMBlockConfig, SLSTMCellConfig,
-    SLSTMLayerConfig, XLSTMLargeBlockConfig,
+    SLSTMLayerConfig, XLSTMBlockStackConfig, XLSTMLargeBlockConfig,
 )
 from .entry import Result, WeightsSpec, ZooEntry
 from .errors import ConfigError, Problem
@@ -14,6 +14,6 @@ from .weight_decay import DecayRule, WeightDecayConfig
 __all__ = [
     "ConfigError", "DecayRule", "GatedFFNConfig", "InitConfig", "InitRule", "KernelConfig", "MLSTMBlockConfig",
     "MLSTMCellConfig", "MLSTMLayerConfig", "ModelConfig", "Problem", "Result", "SLSTMBlockConfig", "SLSTMCellConfig",
-    "SLSTMLayerConfig", "WeightDecayConfig", "WeightsSpec", "XLSTMLMConfig", "XLSTMLargeBlockConfig",
+    "SLSTMLayerConfig", "WeightDecayConfig", "WeightsSpec", "XLSTMBlockStackConfig", "XLSTMLMConfig", "XLSTMLargeBlockConfig",
     "XLSTMLargeLMConfig", "ZooEntry",
 ]

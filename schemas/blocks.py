@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .base import Schema, round_up
+from .errors import FieldErrors
 
 
 class UpProjection(Schema):
@@ -110,3 +111,77 @@ class XLSTMLargeBlockConfig(Schema):
     @property
     def ffn_dim(self) -> int:
         return round_up(self.embedding_dim * self.ffn_proj_factor, self.ffn_round_up_to_multiple_of)
+
+
+class XLSTMBlockStackConfig(Schema):
+    """The NeurIPS block stack: which block goes where (`slstm_at` with templates, or an explicit list)."""
+
+    embedding_dim: int = Field(ge=1)
+    num_blocks: int = Field(ge=1)
+    context_length: int = Field(2048, ge=1)
+    """Training context; informational (the model takes any length)."""
+    add_post_blocks_norm: bool = True
+    bias: bool = False
+    dropout: float = Field(0.0, ge=0, lt=1)
+    norm_eps: float = Field(1e-5, gt=0)
+    mlstm_block: Optional[MLSTMBlockConfig] = None
+    """Template of the mLSTM blocks (every position not in slstm_at)."""
+    slstm_block: Optional[SLSTMBlockConfig] = None
+    """Template of the sLSTM blocks (the positions in slstm_at)."""
+    slstm_at: Union[list[int], Literal["all"]] = []
+    blocks: Optional[list[BlockConfig]] = None
+    """Explicit per-position blocks, instead of the templates and slstm_at."""
+
+    def slstm_positions(self) -> list[int]:
+        return list(range(self.num_blocks)) if self.slstm_at == "all" else sorted(self.slstm_at)
+
+    def block_configs(self) -> list[MLSTMBlockConfig | SLSTMBlockConfig]:
+        if self.blocks is not None:
+            return list(self.blocks)
+        slstm = set(self.slstm_positions())
+        return [self.slstm_block if i in slstm else self.mlstm_block for i in range(self.num_blocks)]
+
+    @model_validator(mode="after")
+    def _check_stack(self) -> "XLSTMBlockStackConfig":
+        errors = FieldErrors()
+        if self.blocks is not None:
+            if len(self.blocks) != self.num_blocks:
+                errors.add(("blocks",), f"expected num_blocks={self.num_blocks} entries, got {len(self.blocks)}")
+            if self.slstm_at:
+                errors.add(("slstm_at",), "expected no slstm_at when an explicit `blocks` list is given")
+            blocks = [(("blocks", i), b) for i, b in enumerate(self.blocks)]
+        else:
+            positions = self.slstm_positions()
+            for j, p in enumerate(positions):
+                if not 0 <= p < self.num_blocks:
+                    errors.add(("slstm_at", j), f"expected a block index in [0, {self.num_blocks - 1}], got {p}")
+            if len(set(positions)) != len(positions):
+                errors.add(("slstm_at",), f"expected distinct block indices, got {positions}")
+            if positions and self.slstm_block is None:
+                errors.add(("slstm_block",), "expected an slstm_block template because slstm_at is not empty")
+            if len(set(positions)) < self.num_blocks and self.mlstm_block is None:
+                errors.add(("mlstm_block",), "expected an mlstm_block template for the positions not in slstm_at")
+            blocks = [(("mlstm_block",), self.mlstm_block), (("slstm_block",), self.slstm_block)]
+        for loc, block in blocks:
+            if block is not None:
+                self._check_block(errors, loc, block)
+        errors.raise_if_any()
+        return self
+
+    def _check_block(self, errors: FieldErrors, loc: tuple, block) -> None:
+        D = self.embedding_dim
+        if block.kind == "mlstm-block":
+            layer = block.mlstm
+            inner = layer.proj_up_dim(D)
+            for name in ("num_heads", "qkv_proj_blocksize"):
+                value = getattr(layer, name)
+                if inner % value:
+                    errors.add(loc + ("mlstm", name), f"expected a divisor of the inner dim {inner} "
+                               f"(= proj_factor {layer.proj_factor} x embedding_dim {D}, rounded), got {value}")
+        else:
+            layer = block.slstm
+            if D % layer.num_heads:
+                errors.add(loc + ("slstm", "num_heads"), f"expected a divisor of embedding_dim {D}, got {layer.num_heads}")
+            elif layer.bias_init == "powerlaw_blockdependent" and D // layer.num_heads < 2:
+                errors.add(loc + ("slstm", "num_heads"),
+                           "expected a head dim >= 2 for bias_init powerlaw_blockdependent, got 1")
