@@ -75,6 +75,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tmp)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the checkpoint from other users
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -135,15 +136,15 @@ def _shards(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, 
 def _cpu_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """Every state_dict entry, contiguous on CPU. A tensor shared by several names (a tied head) is
     written under each name: transformers' xLSTM does not tie and reads both."""
-    storages: set[int] = set()
+    written: set[tuple] = set()
     tensors = {}
     for name, tensor in model.state_dict().items():
         if tensor.is_meta:
             raise CheckpointError(f"cannot save {name}: the model still has weights on the meta device")
         tensor = tensor.detach().to("cpu").contiguous()
-        ptr = tensor.untyped_storage().data_ptr()
-        tensors[name] = tensor.clone() if ptr in storages else tensor
-        storages.add(ptr)
+        key = (tensor.data_ptr(), tensor.shape)  # loaded tensors are views of one shard: compare views
+        tensors[name] = tensor.clone() if key in written else tensor
+        written.add(key)
     return tensors
 
 

@@ -1,0 +1,236 @@
+"""Checkpoint directories: round trips, sharding, integrity, refusal of pickles, offline hub cache, and a
+lazy load of a checkpoint with the 7B's shapes."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from xlstm_zoo.registry import checkpoints
+from xlstm_zoo.registry.builder import build_model
+from xlstm_zoo.registry.checkpoints import CheckpointError, load_checkpoint, load_pretrained, save_pretrained
+from xlstm_zoo.schemas.entry import WeightsSpec
+from xlstm_zoo.schemas.models import XLSTMLMConfig
+
+
+def small_model(tie: bool = True, vocab: int = 50):
+    torch.manual_seed(0)
+    config = XLSTMLMConfig(vocab_size=vocab, embedding_dim=32, num_blocks=2, slstm_at=[1], tie_weights=tie,
+                           mlstm_block={"mlstm": {"num_heads": 2}}, slstm_block={"slstm": {"num_heads": 2}})
+    return build_model(config).eval()
+
+
+def same_weights(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_round_trip_writes_the_directory_contract(tmp_path):
+    model = small_model()
+    save_pretrained(model, tmp_path)
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
+    recorded = index["metadata"]["sha256"]
+    assert set(recorded) == {"model.safetensors", "config.json", "zoo.yaml"}
+    assert all(recorded[n] == checkpoints.sha256_file(tmp_path / n) for n in recorded)
+    assert "schema_version: 1" in (tmp_path / "zoo.yaml").read_text()
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "xlstm_zoo"  # not transformers'
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+    loaded = build_model(f"local-dir:{tmp_path}")
+    assert same_weights(model, loaded)
+    assert loaded.lm_head.weight is loaded.token_embedding.weight  # still tied
+    ids = torch.randint(0, 50, (2, 9))
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, loaded(ids).logits)
+
+
+def test_sharded_save_and_stale_shards(tmp_path):
+    model = small_model(tie=False)
+    save_pretrained(model, tmp_path, max_shard_size="8KB")
+    shards = sorted(p.name for p in tmp_path.glob("model-*.safetensors"))
+    assert len(shards) > 2 and shards[0].endswith(f"-of-{len(shards):05d}.safetensors")
+    assert same_weights(model, build_model(f"local-dir:{tmp_path}"))
+    save_pretrained(model, tmp_path)  # one file now: the old shards must go
+    assert not list(tmp_path.glob("model-*.safetensors"))
+    assert same_weights(model, build_model(f"local-dir:{tmp_path}"))
+
+
+def test_flipped_byte_and_truncation_are_refused(tmp_path):
+    save_pretrained(small_model(), tmp_path)
+    weights = tmp_path / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: sha256 mismatch"):
+        build_model(f"local-dir:{tmp_path}")
+    weights.write_bytes(bytes(data[: len(data) // 2]))
+    (tmp_path / "model.safetensors.index.json").unlink()  # no hash recorded: the reader must notice itself
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: not a readable safetensors file"):
+        build_model(f"local-dir:{tmp_path}")
+
+
+def test_config_that_no_longer_fits_is_refused_naming_keys(tmp_path):
+    save_pretrained(small_model(tie=False), tmp_path)
+    (tmp_path / "model.safetensors.index.json").unlink()
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text(zoo.read_text().replace("vocab_size: 50", "vocab_size: 60"))
+    with pytest.raises(CheckpointError) as err:
+        build_model(f"local-dir:{tmp_path}")
+    assert "mismatched" in str(err.value) and "token_embedding.weight (50, 32) vs model (60, 32)" in str(err.value)
+
+
+class Planted:
+    """Unpickling this would run `open(path, "w")`: a file appearing means code ran."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickled_code_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    state = {"token_embedding.weight": torch.zeros(2), "payload": Planted(str(marker))}
+    (tmp_path / "pytorch_model.bin").write_bytes(b"")
+    torch.save(state, tmp_path / "pytorch_model.bin", pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="refused.*weights_only=True"):
+        load_checkpoint(small_model(), tmp_path / "pytorch_model.bin")
+    assert not marker.exists()
+
+
+def test_plain_pt_with_wrapper_prefixes_loads_and_reports(tmp_path):
+    model = small_model(tie=False)
+    wrapped = {f"_orig_mod.module.{k}": v for k, v in model.state_dict().items()}
+    torch.save(wrapped, tmp_path / "model.pt")
+    fresh = small_model(tie=False)
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.zero_()
+    assert not load_checkpoint(fresh, tmp_path / "model.pt")
+    assert same_weights(model, fresh)
+
+    del wrapped["_orig_mod.module.lm_head.weight"]
+    wrapped["extra.weight"] = torch.zeros(1)
+    torch.save(wrapped, tmp_path / "model.pt")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(fresh, tmp_path / "model.pt")
+    assert "missing         1  lm_head.weight" in str(err.value) and "unexpected      1  extra.weight" in str(err.value)
+    report = load_checkpoint(fresh, tmp_path / "model.pt", strict=False)
+    assert report.missing == ["lm_head.weight"] and report.unexpected == ["extra.weight"]
+
+
+def test_crash_during_save_never_leaves_a_checkpoint_that_loads(tmp_path, monkeypatch):
+    save_pretrained(small_model(tie=False), tmp_path, max_shard_size="8KB")
+    calls = []
+
+    def crash_on_second(tensors, filename, metadata=None):
+        calls.append(filename)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        real_save_file(tensors, filename, metadata=metadata)
+
+    real_save_file = checkpoints.save_file
+    monkeypatch.setattr(checkpoints, "save_file", crash_on_second)
+    other = small_model(tie=False, vocab=50)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(1.0)
+    with pytest.raises(OSError, match="disk full"):
+        save_pretrained(other, tmp_path, max_shard_size="8KB")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    with pytest.raises(CheckpointError, match="sha256 mismatch"):  # first shard is new, the index old
+        build_model(f"local-dir:{tmp_path}")
+
+
+def fake_hub_snapshot(cache, repo: str, source_dir) -> str:
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo_dir = cache / ("models--" + repo.replace("/", "--"))
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / "main").write_text(commit)
+    snapshot = repo_dir / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for f in source_dir.iterdir():
+        (snapshot / f.name).write_bytes(f.read_bytes())
+    return commit
+
+
+def test_hf_hub_resolves_offline_from_the_cache(tmp_path, monkeypatch):
+    model = small_model()
+    save_pretrained(model, tmp_path / "src")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    fake_hub_snapshot(tmp_path / "hub", "acme/tiny-xlstm", tmp_path / "src")
+    assert same_weights(model, build_model("hf-hub:acme/tiny-xlstm"))
+
+    with pytest.raises(CheckpointError) as err:
+        build_model("hf-hub:acme/absent")
+    message = str(err.value)
+    assert "hf-hub:acme/absent" in message and "config.json" in message and str(tmp_path / "hub") in message
+
+    snapshot = next((tmp_path / "hub").glob("models--acme--tiny-xlstm/snapshots/*"))
+    (snapshot / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"Looked for model\.safetensors in .*snapshots"):
+        build_model("hf-hub:acme/tiny-xlstm")
+
+
+def test_zoo_weights_spec_sha256_is_verified(tmp_path):
+    model = small_model()
+    save_pretrained(model, tmp_path)
+    (tmp_path / "model.safetensors.index.json").unlink()  # only the entry's list records the digest
+    digest = checkpoints.sha256_file(tmp_path / "model.safetensors")
+    spec = lambda d: WeightsSpec(tag="t", source=f"local-dir:{tmp_path}", files={"model.safetensors": d},  # noqa: E731
+                                 license="apache-2.0")
+    assert same_weights(model, load_pretrained(model.config, spec(digest)))
+    with pytest.raises(CheckpointError, match="sha256 mismatch"):
+        load_pretrained(model.config, spec("0" * 64))
+
+
+LOAD_AND_MEASURE = textwrap.dedent("""
+    import json, re, sys, torch
+    from xlstm_zoo.registry.builder import build_model
+    def high_water():  # VmHWM, not ru_maxrss: the latter keeps the parent's peak across fork and exec
+        with open("/proc/self/status") as f:
+            return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1)) * 1024
+    base = high_water()
+    model = build_model("local-dir:" + sys.argv[1])
+    with torch.no_grad():
+        probe = {n: [float(p.max()), float(p.min()), float(p.flatten()[-1])] for n, p in model.named_parameters()}
+        logits = model(torch.tensor([[1, 2, 3]])).logits
+    peak = high_water()
+    print(json.dumps({"base": base, "peak": peak, "probe": probe, "finite": bool(torch.isfinite(logits).all()),
+                      "meta": any(p.is_meta for p in model.parameters()), "dtype": str(model.lm_head.weight.dtype)}))
+""")
+
+
+def test_7b_shapes_sharded_save_and_lazy_load(tmp_path):
+    """The 7B's tensor shapes (vocab 50304, D 4096, F 10944) with one block, in bfloat16 (1.2 GB)."""
+    model = build_model("xlstm-7b", overrides={"model.num_blocks": 1}, device="meta", dtype=torch.bfloat16)
+    model = model.to_empty(device="cpu")
+    with torch.no_grad():  # distinct values per tensor, cheap to write
+        for j, p in enumerate(model.parameters()):
+            p.fill_(1 + j / 64)
+            p.view(-1)[-1] = -j
+        probe = {n: [float(p.max()), float(p.min()), float(p.flatten()[-1])] for n, p in model.named_parameters()}
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    save_pretrained(model, tmp_path, max_shard_size="300MB")
+    del model
+    assert len(list(tmp_path.glob("model-*-of-*.safetensors"))) >= 4
+
+    env = {**os.environ, "PYTHONPATH": ""}
+    run = subprocess.run([sys.executable, "-c", LOAD_AND_MEASURE, str(tmp_path)], capture_output=True, text=True,
+                         cwd=tmp_path, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["probe"] == probe and out["finite"] and not out["meta"] and out["dtype"] == "torch.bfloat16"
+    grown = out["peak"] - out["base"]
+    print(f"weights {weight_bytes / 2**30:.2f} GiB; RSS {out['base'] / 2**30:.2f} GiB after imports, "
+          f"peak {out['peak'] / 2**30:.2f} GiB after loading, reading every weight and a forward pass")
+    assert grown < 1.25 * weight_bytes  # one copy of the weights (+ a forward pass), never two
