@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import subprocess
 import sys
 import textwrap
@@ -99,8 +98,7 @@ class Planted:
 def test_pickled_code_never_runs(tmp_path):
     marker = tmp_path / "pwned"
     state = {"token_embedding.weight": torch.zeros(2), "payload": Planted(str(marker))}
-    (tmp_path / "pytorch_model.bin").write_bytes(b"")
-    torch.save(state, tmp_path / "pytorch_model.bin", pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    torch.save(state, tmp_path / "pytorch_model.bin")
     assert not marker.exists()
     with pytest.raises(CheckpointError, match="refused.*weights_only=True"):
         load_checkpoint(small_model(), tmp_path / "pytorch_model.bin")
@@ -193,7 +191,7 @@ def test_zoo_weights_spec_sha256_is_verified(tmp_path):
         load_pretrained(model.config, spec("0" * 64))
 
 
-LOAD_AND_MEASURE = textwrap.dedent("""
+LOAD_AND_MEASURE = textwrap.dedent(r"""
     import json, re, sys, torch
     from xlstm_zoo.registry.builder import build_model
     def high_water():  # VmHWM, not ru_maxrss: the latter keeps the parent's peak across fork and exec
