@@ -232,3 +232,12 @@ def test_7b_shapes_sharded_save_and_lazy_load(tmp_path):
     print(f"weights {weight_bytes / 2**30:.2f} GiB; RSS {out['base'] / 2**30:.2f} GiB after imports, "
           f"peak {out['peak'] / 2**30:.2f} GiB after loading, reading every weight and a forward pass")
     assert grown < 1.25 * weight_bytes  # one copy of the weights (+ a forward pass), never two
+
+
+def test_pretrained_entry_resolves_offline_and_names_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(CheckpointError) as err:
+        build_model("xlstm-7b", pretrained=True)
+    message = str(err.value)
+    assert "hf-hub:NX-AI/xLSTM-7b" in message and "model-00001-of-00006.safetensors" in message
+    assert str(tmp_path / "models--NX-AI--xLSTM-7b") in message
