@@ -15,7 +15,7 @@ from ..schemas.models import XLSTMLargeLMConfig
 from .backend import MLSTMBackend
 from .norms import HeadwiseLayerNorm, RMSNorm
 from .generation import GenerationMixin
-from .state import LMOutput, LMState, MLSTMState
+from .state import LMOutput, LMState, MLSTMState, run_blocks
 
 
 def soft_cap(x: torch.Tensor, cap: Optional[float]) -> torch.Tensor:
@@ -105,12 +105,8 @@ class XLSTMLargeBackbone(nn.Module):
                                 config.use_bias) if config.add_out_norm else nn.Identity()
 
     def forward(self, input_ids: torch.Tensor, state: Optional[LMState] = None):
-        x = self.embeddings(input_ids)
-        states = []
-        for j, block in enumerate(self.blocks):
-            x, s = block(x, None if state is None else state.blocks[j])
-            states.append(s)
-        return self.out_norm(x), LMState(states)
+        x, state = run_blocks(self.blocks, self.embeddings(input_ids), state)
+        return self.out_norm(x), state
 
 
 class XLSTMLargeLM(GenerationMixin, nn.Module):

@@ -14,7 +14,7 @@ from .mlstm import MLSTMLayer
 from .norms import LayerNorm
 from .slstm import SLSTMLayer
 from .generation import GenerationMixin
-from .state import LMOutput, LMState
+from .state import LMOutput, LMState, run_blocks
 
 
 class XLSTMBlock(nn.Module):
@@ -52,11 +52,8 @@ class XLSTMBlockStack(nn.Module):
             else nn.Identity()
 
     def forward(self, x: torch.Tensor, state: Optional[LMState] = None):
-        states = []
-        for j, block in enumerate(self.blocks):
-            x, s = block(x, None if state is None else state.blocks[j])
-            states.append(s)
-        return self.post_blocks_norm(x), LMState(states)
+        x, state = run_blocks(self.blocks, x, state)
+        return self.post_blocks_norm(x), state
 
 
 class XLSTMLM(GenerationMixin, nn.Module):

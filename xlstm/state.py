@@ -77,3 +77,12 @@ class LMOutput(NamedTuple):
     logits: torch.Tensor
     """(B, S, vocab) in float32."""
     state: LMState
+
+
+def run_blocks(blocks, x: torch.Tensor, state: Optional[LMState]):
+    """Thread x through the blocks, each with its own state; returns x and the new LMState."""
+    states = []
+    for j, block in enumerate(blocks):
+        x, block_state = block(x, None if state is None else state.blocks[j])
+        states.append(block_state)
+    return x, LMState(states)
