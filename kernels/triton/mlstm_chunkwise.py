@@ -61,7 +61,7 @@ def _causal_weight(qg, kg, t, s):
 
 @triton.jit
 def _fw_states(k, v, kg, g, c0, n0, m0, cst, nst, mst, cT, nT, mT, S, NC, DHQK, DHV,
-               L: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, HAS_C0: tl.constexpr, PREC: tl.constexpr):
+               L: tl.constexpr, T: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, HAS_C0: tl.constexpr, PREC: tl.constexpr):
     """Chunk recurrence for one (DHQK block, DHV block, head): stores the state before every chunk."""
     pk, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     dk = pk * BK + tl.arange(0, BK)
@@ -85,17 +85,19 @@ def _fw_states(k, v, kg, g, c0, n0, m0, cst, nst, mst, cT, nT, mT, S, NC, DHQK, 
             tl.store(nst + base * DHQK + dk, n, mask=mk)
             if pk == 0:
                 tl.store(mst + base, m)
-        t = ci * L + tl.arange(0, L)
         gc = tl.load(g + base)
-        a = gc + tl.load(kg + bh * S + t)
-        m_new = tl.maximum(gc + m, tl.max(a, 0))
-        w = tl.exp(a - m_new)
+        m_new = tl.maximum(gc + m, gc + tl.max(tl.load(kg + bh * S + ci * L + tl.arange(0, L)), 0))
         decay = tl.exp(gc + m - m_new)
-        kt = tl.load(k + t[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0)
-        vt = tl.load(v + t[:, None] * DHV + dv[None, :], mask=mv[None, :], other=0.0)
-        kw = kt.to(tl.float32) * w[:, None]
-        c = c * decay + tl.dot(tl.trans(kw.to(vt.dtype)), vt, input_precision=PREC)
-        n = n * decay + tl.sum(kw, 0)
+        c *= decay
+        n *= decay
+        for t0 in range(0, L, T):  # sub-tiles bound the shared memory of one pipeline stage
+            t = ci * L + t0 + tl.arange(0, T)
+            w = tl.exp(gc + tl.load(kg + bh * S + t) - m_new)
+            kt = tl.load(k + t[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0)
+            vt = tl.load(v + t[:, None] * DHV + dv[None, :], mask=mv[None, :], other=0.0)
+            kw = kt.to(tl.float32) * w[:, None]
+            c += tl.dot(tl.trans(kw.to(vt.dtype)), vt, input_precision=PREC)
+            n += tl.sum(kw, 0)
         m = m_new
     tl.store(cT + bh * DHQK * DHV + coff, c, mask=cmask)
     if pv == 0:
@@ -173,7 +175,7 @@ def _bw_prep(h, dh, den, mt, rn, dden, S, DHV, eps, T: tl.constexpr, BV: tl.cons
 
 @triton.jit
 def _bw_states(q, dh, cq, cn, dec, dcT, dnT, dcst, dnst, dc0, dn0, S, NC, DHQK, DHV,
-               L: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, HAS_FINAL: tl.constexpr, PREC: tl.constexpr):
+               L: tl.constexpr, T: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, HAS_FINAL: tl.constexpr, PREC: tl.constexpr):
     """Reverse chunk recurrence of the state gradients; stores d(state after chunk) for every chunk."""
     pk, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     dk = pk * BK + tl.arange(0, BK)
@@ -195,13 +197,16 @@ def _bw_states(q, dh, cq, cn, dec, dcT, dnT, dcst, dnst, dc0, dn0, S, NC, DHQK, 
         tl.store(dcst + base * DHQK * DHV + coff, dc.to(dcst.dtype.element_ty), mask=cmask)
         if pv == 0:
             tl.store(dnst + base * DHQK + dk, dn, mask=mk)
-        t = ci * L + tl.arange(0, L)
-        qt = tl.load(q + t[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0).to(tl.float32)
-        dht = tl.load(dh + t[:, None] * DHV + dv[None, :], mask=mv[None, :], other=0.0)
         decay = tl.load(dec + base)
-        qw = qt * tl.load(cq + bh * S + t)[:, None]
-        dc = dc * decay + tl.dot(tl.trans(qw.to(dht.dtype)), dht, input_precision=PREC)
-        dn = dn * decay + tl.sum(qt * tl.load(cn + bh * S + t)[:, None], 0)
+        dc *= decay
+        dn *= decay
+        for t0 in range(0, L, T):
+            t = ci * L + t0 + tl.arange(0, T)
+            qt = tl.load(q + t[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0).to(tl.float32)
+            dht = tl.load(dh + t[:, None] * DHV + dv[None, :], mask=mv[None, :], other=0.0)
+            qw = qt * tl.load(cq + bh * S + t)[:, None]
+            dc += tl.dot(tl.trans(qw.to(dht.dtype)), dht, input_precision=PREC)
+            dn += tl.sum(qt * tl.load(cn + bh * S + t)[:, None], 0)
     tl.store(dc0 + bh * DHQK * DHV + coff, dc, mask=cmask)
     if pv == 0:
         tl.store(dn0 + bh * DHQK + dk, dn, mask=mk)
@@ -386,7 +391,7 @@ def _launch_forward(p: _Plan, qp, kp, vp, c0, n0, m0, eps):
           else n0.reshape(p.BH, p.DHQK).float().contiguous()) if has_c0 else nT
     grid = (triton.cdiv(p.DHQK, p.BK), triton.cdiv(p.DHV, p.BVS), p.BH)
     _fw_states[grid](kp, vp, p.kg, p.g, c0, n0, m0, cst, nst, mst, cT, nT, mT, p.Sp, p.NC, p.DHQK, p.DHV,
-                     L=p.L, BK=p.BK, BV=p.BVS, HAS_C0=has_c0, PREC=p.prec, num_warps=4)
+                     L=p.L, T=p.T, BK=p.BK, BV=p.BVS, HAS_C0=has_c0, PREC=p.prec, num_warps=4)
     mt, qg = p.stabiliser(mst)
     h = torch.empty(p.BH, p.Sp, p.DHV, device=dev, dtype=p.dtype)
     den = torch.empty(p.BH, p.Sp, device=dev, dtype=f32)
@@ -432,7 +437,7 @@ class _ChunkwiseFn(torch.autograd.Function):
         dn0 = torch.empty_like(nT)
         grid = (triton.cdiv(p.DHQK, p.BK), triton.cdiv(p.DHV, p.BVS), p.BH)
         _bw_states[grid](qp, dhp, cq, cn, dec, dcT, dnT, dcst, dnst, dc0, dn0, p.Sp, p.NC, p.DHQK, p.DHV,
-                         L=p.L, BK=p.BK, BV=p.BVS, HAS_FINAL=has_final, PREC=p.prec, num_warps=4)
+                         L=p.L, T=p.T, BK=p.BK, BV=p.BVS, HAS_FINAL=has_final, PREC=p.prec, num_warps=4)
 
         nkb = triton.cdiv(p.DHQK, p.BKG)
         dq = torch.empty_like(qp)
