@@ -35,6 +35,9 @@ IGNORED = {
     "problem_type", "tokenizer_class", "chunk_size_feed_forward", "_attn_implementation_autoset",
 }
 
+# transformers' class defaults (the 7B's) where ours differ, for keys a config.json leaves out.
+HF_DEFAULTS = {"vocab_size": 50304, "hidden_size": 4096, "num_hidden_layers": 32, "ffn_proj_factor": 2.667}
+
 # Kernel names transformers' own (pure PyTorch) xLSTM accepts, by our canonical kernel name.
 _HF_CHUNKWISE = {"parallel--native": "parallel--native_autograd"}
 
@@ -47,9 +50,7 @@ def _alias(config: dict, names: tuple[str, str], source: str) -> Any:
     values = {config[n] for n in names if config.get(n) is not None}
     if len(values) > 1:
         raise ConfigMappingError(f"{source}: {names[0]} and {names[1]} disagree ({sorted(values)})")
-    if not values:
-        raise ConfigMappingError(f"{source}: expected {names[0]} (or {names[1]})")
-    return values.pop()
+    return values.pop() if values else HF_DEFAULTS[names[0]]
 
 
 def from_hf_config(config: dict, *, source: str = "config.json") -> XLSTMLargeLMConfig:
@@ -63,16 +64,15 @@ def from_hf_config(config: dict, *, source: str = "config.json") -> XLSTMLargeLM
     unknown = sorted(set(config) - known)
     if unknown:
         raise ConfigMappingError(f"{source}: keys not understood: {', '.join(unknown)}")
-    fields = {name: config[name] for name in MODEL_FIELDS if name in config}
+    fields = {name: config.get(name, HF_DEFAULTS.get(name)) for name in MODEL_FIELDS
+              if name in config or name in HF_DEFAULTS}
     fields.update(add_out_norm=True, tie_word_embeddings=False)  # what transformers computes
     fields["embedding_dim"] = _alias(config, ("hidden_size", "embedding_dim"), source)
     fields["num_blocks"] = _alias(config, ("num_hidden_layers", "num_blocks"), source)
-    for name in SOFT_CAPS:  # transformers and xlstm-jax treat a cap <= 0 or null as none
+    for name in SOFT_CAPS:  # null is no cap in transformers; xlstm-jax reads a cap <= 0 the same way
         if name in config:
             cap = config[name]
             fields[name] = cap if cap is not None and cap > 0 else None
-    # transformers' defaults where the key is absent (its class defaults are the 7B's)
-    fields.setdefault("ffn_proj_factor", 2.667)
     fields["kernels"] = {name: config[name] for name in KERNEL_FIELDS if name in config}
     fields["kernels"].setdefault("mode", "inference")
     return XLSTMLargeLMConfig(**fields)

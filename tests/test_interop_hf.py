@@ -9,14 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-transformers = pytest.importorskip("transformers")
-from transformers import xLSTMConfig, xLSTMForCausalLM  # noqa: E402
+from transformers import xLSTMConfig, xLSTMForCausalLM
 
-from xlstm_zoo.registry.builder import build_model  # noqa: E402
-from xlstm_zoo.registry.checkpoints import save_pretrained  # noqa: E402
-from xlstm_zoo.registry.convert import main as convert_main  # noqa: E402
-from xlstm_zoo.registry.convert_hf import ConfigMappingError, from_hf_config  # noqa: E402
-from xlstm_zoo.xlstm.generation import generate  # noqa: E402
+from xlstm_zoo.registry.builder import build_model
+from xlstm_zoo.registry.checkpoints import save_pretrained
+from xlstm_zoo.registry.convert import main as convert_main
+from xlstm_zoo.registry.convert_hf import ConfigMappingError, from_hf_config
+from xlstm_zoo.xlstm.generation import generate
 
 # transformers sizes its cache with qk/v dims rounded up to 64 but its layers with int(D * factor)
 # (trap 34), so only shapes where the two agree run in transformers itself.
@@ -124,3 +123,5 @@ def test_config_mapping_refuses_what_it_cannot_keep():
         from_hf_config({**base, "rope_theta": 1e4})
     with pytest.raises(ConfigMappingError, match="hidden_size and embedding_dim disagree"):
         from_hf_config({**base, "embedding_dim": 64})
+    minimal = from_hf_config({"model_type": "xlstm"})  # transformers' defaults: the 7B
+    assert (minimal.embedding_dim, minimal.num_blocks, minimal.vocab_size, minimal.ffn_dim) == (4096, 32, 50304, 10944)
