@@ -33,19 +33,28 @@ def _slot(bidx, t, S, NH, hd, DH, j):
 
 
 @triton.jit
-def _rec(x, r, hd, DH, g: tl.constexpr, j, TRANS: tl.constexpr, PREC: tl.constexpr):
-    """x @ R[hd, :, g, :] (or its transpose) for a (BB x DHP) block."""
+def _rec(x, xrow, rmask, r, hd, DH, g: tl.constexpr, j, TRANS: tl.constexpr, PREC: tl.constexpr,
+         BB: tl.constexpr, DHP: tl.constexpr, BC: tl.constexpr):
+    """x[xrow, :DH] @ R[hd, :, g, :] (or R^T), x read back from memory in column blocks of BC, which bounds
+    the shared memory of one product."""
     jm = j < DH
     base = r + hd * DH * 4 * DH + g * DH
-    if TRANS:
-        w = tl.load(base + j[None, :] * 4 * DH + j[:, None], mask=jm[:, None] & jm[None, :], other=0.0)
-    else:
-        w = tl.load(base + j[:, None] * 4 * DH + j[None, :], mask=jm[:, None] & jm[None, :], other=0.0)
-    return tl.dot(x.to(w.dtype), w, input_precision=PREC)
+    acc = tl.zeros((BB, DHP), tl.float32)
+    for c0 in range(0, DH, BC):
+        col = c0 + tl.arange(0, BC)
+        cm = col < DH
+        xb = tl.load(x + xrow[:, None] + col[None, :], mask=rmask[:, None] & cm[None, :], other=0.0)
+        if TRANS:
+            w = tl.load(base + j[None, :] * 4 * DH + col[:, None], mask=cm[:, None] & jm[None, :], other=0.0)
+        else:
+            w = tl.load(base + col[:, None] * 4 * DH + j[None, :], mask=cm[:, None] & jm[None, :], other=0.0)
+        acc += tl.dot(xb.to(w.dtype), w, input_precision=PREC)
+    return acc
 
 
 @triton.jit
-def _fw(wx, r, bias, st, raw, y, B, S, NH, DH, BB: tl.constexpr, DHP: tl.constexpr, PREC: tl.constexpr):
+def _fw(wx, r, bias, st, raw, y, B, S, NH, DH, BB: tl.constexpr, DHP: tl.constexpr, BC: tl.constexpr,
+        PREC: tl.constexpr):
     """st: (4, B, S + 1, NH, DH) float32 states (c, n, h, m), slot 0 holds the initial ones."""
     pb, hd = tl.program_id(0), tl.program_id(1)
     bidx = pb * BB + tl.arange(0, BB)
@@ -55,18 +64,25 @@ def _fw(wx, r, bias, st, raw, y, B, S, NH, DH, BB: tl.constexpr, DHP: tl.constex
 
     c = tl.load(st + _slot(bidx, 0, S, NH, hd, DH, j), mask=mask, other=0.0)
     n = tl.load(st + SZ + _slot(bidx, 0, S, NH, hd, DH, j), mask=mask, other=0.0)
-    h = tl.load(st + 2 * SZ + _slot(bidx, 0, S, NH, hd, DH, j), mask=mask, other=0.0)
     m = tl.load(st + 3 * SZ + _slot(bidx, 0, S, NH, hd, DH, j), mask=mask, other=0.0)
     bm = j < DH
     b_i = tl.load(bias + (hd * 4 + 0) * DH + j, mask=bm, other=0.0)[None, :]
     b_f = tl.load(bias + (hd * 4 + 1) * DH + j, mask=bm, other=0.0)[None, :]
     b_z = tl.load(bias + (hd * 4 + 2) * DH + j, mask=bm, other=0.0)[None, :]
     b_o = tl.load(bias + (hd * 4 + 3) * DH + j, mask=bm, other=0.0)[None, :]
+    rmask = bidx < B
     for t in range(S):
-        ri = _gates(wx, 0, S, NH, DH, bidx, t, hd, j, mask) + _rec(h, r, hd, DH, 0, j, False, PREC) + b_i
-        rf = _gates(wx, 1, S, NH, DH, bidx, t, hd, j, mask) + _rec(h, r, hd, DH, 1, j, False, PREC) + b_f
-        rz = _gates(wx, 2, S, NH, DH, bidx, t, hd, j, mask) + _rec(h, r, hd, DH, 2, j, False, PREC) + b_z
-        ro = _gates(wx, 3, S, NH, DH, bidx, t, hd, j, mask) + _rec(h, r, hd, DH, 3, j, False, PREC) + b_o
+        tl.debug_barrier()  # h of the previous step, stored by all threads, is read back below
+        hx = st + 2 * SZ
+        hrow = ((bidx * (S + 1) + t) * NH + hd) * DH
+        ri = _gates(wx, 0, S, NH, DH, bidx, t, hd, j, mask) + b_i \
+            + _rec(hx, hrow, rmask, r, hd, DH, 0, j, False, PREC, BB, DHP, BC)
+        rf = _gates(wx, 1, S, NH, DH, bidx, t, hd, j, mask) + b_f \
+            + _rec(hx, hrow, rmask, r, hd, DH, 1, j, False, PREC, BB, DHP, BC)
+        rz = _gates(wx, 2, S, NH, DH, bidx, t, hd, j, mask) + b_z \
+            + _rec(hx, hrow, rmask, r, hd, DH, 2, j, False, PREC, BB, DHP, BC)
+        ro = _gates(wx, 3, S, NH, DH, bidx, t, hd, j, mask) + b_o \
+            + _rec(hx, hrow, rmask, r, hd, DH, 3, j, False, PREC, BB, DHP, BC)
         logf = tl.minimum(rf, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(rf)))
         m_new = tl.where(n == 0.0, ri, tl.maximum(ri, logf + m))
         ig = tl.minimum(tl.exp(ri - m_new), 1.0)
@@ -88,7 +104,7 @@ def _fw(wx, r, bias, st, raw, y, B, S, NH, DH, BB: tl.constexpr, DHP: tl.constex
 
 
 @triton.jit
-def _bw(dy, dfin, r, st, raw, draw, dinit, B, S, NH, DH, BB: tl.constexpr, DHP: tl.constexpr,
+def _bw(dy, dfin, r, st, raw, draw, dinit, B, S, NH, DH, BB: tl.constexpr, DHP: tl.constexpr, BC: tl.constexpr,
         PREC: tl.constexpr):
     """Back through time. dfin/dinit: (3, B, NH, DH) gradients of (c, n, h) after the last / before the first step."""
     pb, hd = tl.program_id(0), tl.program_id(1)
@@ -133,8 +149,13 @@ def _bw(dy, dfin, r, st, raw, draw, dinit, B, S, NH, DH, BB: tl.constexpr, DHP: 
         tl.store(draw + gofs + NH * DH, d_f, mask=mask)
         tl.store(draw + gofs + 2 * NH * DH, d_z, mask=mask)
         tl.store(draw + gofs + 3 * NH * DH, d_o, mask=mask)
-        dh = (_rec(d_i, r, hd, DH, 0, j, True, PREC) + _rec(d_f, r, hd, DH, 1, j, True, PREC)
-              + _rec(d_z, r, hd, DH, 2, j, True, PREC) + _rec(d_o, r, hd, DH, 3, j, True, PREC))
+        tl.debug_barrier()  # the gate gradients just stored are read back by the products below
+        grow = (bidx * S + t) * 4 * NH * DH + hd * DH
+        rmask = bidx < B
+        dh = _rec(draw, grow, rmask, r, hd, DH, 0, j, True, PREC, BB, DHP, BC) \
+            + _rec(draw + NH * DH, grow, rmask, r, hd, DH, 1, j, True, PREC, BB, DHP, BC) \
+            + _rec(draw + 2 * NH * DH, grow, rmask, r, hd, DH, 2, j, True, PREC, BB, DHP, BC) \
+            + _rec(draw + 3 * NH * DH, grow, rmask, r, hd, DH, 3, j, True, PREC, BB, DHP, BC)
         dc = dc * fg
         dn = dn * fg
     tl.store(dinit + fofs, dc, mask=mask)
@@ -143,6 +164,7 @@ def _bw(dy, dfin, r, st, raw, draw, dinit, B, S, NH, DH, BB: tl.constexpr, DHP: 
 
 
 BB = 16  # batch rows per program: the smallest tensor-core tile
+BC = 32  # input units per block of the recurrent product
 
 
 class _SLSTMFn(torch.autograd.Function):
@@ -159,7 +181,7 @@ class _SLSTMFn(torch.autograd.Function):
         rk = r.to(dtype).contiguous()
         DHP = max(16, triton.next_power_of_2(DH))
         grid = (triton.cdiv(B, BB), NH)
-        _fw[grid](wx.contiguous(), rk, b.float().contiguous(), st, raw, y, B, S, NH, DH, BB=BB, DHP=DHP,
+        _fw[grid](wx.contiguous(), rk, b.float().contiguous(), st, raw, y, B, S, NH, DH, BB=BB, DHP=DHP, BC=BC,
                   PREC=dot_precision(dtype), num_warps=4 if DHP <= 128 else 8)
         ctx.save_for_backward(rk, st, raw, c0, n0, m0)
         ctx.meta = (wx.dtype, r.dtype, b.dtype, DHP)
@@ -178,7 +200,7 @@ class _SLSTMFn(torch.autograd.Function):
         dy = torch.zeros(B, S, NH, DH, device=dev) if dy is None else dy.contiguous()
         draw = torch.empty_like(raw)
         dinit = torch.empty_like(dfin)
-        _bw[(triton.cdiv(B, BB), NH)](dy, dfin, rk, st, raw, draw, dinit, B, S, NH, DH, BB=BB, DHP=DHP,
+        _bw[(triton.cdiv(B, BB), NH)](dy, dfin, rk, st, raw, draw, dinit, B, S, NH, DH, BB=BB, DHP=DHP, BC=BC,
                                       PREC=dot_precision(rk.dtype), num_warps=4 if DHP <= 128 else 8)
         dr = torch.einsum("bshd,bsghe->hdge", st[2, :, :S], draw).to(r_dtype)
         db = draw.sum((0, 1)).transpose(0, 1).to(b_dtype)
