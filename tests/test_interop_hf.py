@@ -125,3 +125,15 @@ def test_config_mapping_refuses_what_it_cannot_keep():
         from_hf_config({**base, "embedding_dim": 64})
     minimal = from_hf_config({"model_type": "xlstm"})  # transformers' defaults: the 7B
     assert (minimal.embedding_dim, minimal.num_blocks, minimal.vocab_size, minimal.ffn_dim) == (4096, 32, 50304, 10944)
+
+
+def test_models_transformers_cannot_run_are_not_exported_as_its_xlstm(tmp_path):
+    config = from_hf_config(xLSTMConfig(vocab_size=VOCAB, **SHAPES["base"]).to_dict())
+    model = build_model(config.model_copy(update={"output_logit_soft_cap": None}))
+    save_pretrained(model, tmp_path)
+    written = json.loads((tmp_path / "config.json").read_text())
+    assert written["model_type"] == "xlstm_zoo"
+    assert written["transformers_incompatible"] == ["output_logit_soft_cap: null (no cap) has no transformers equivalent"]
+    with pytest.raises(Exception, match="output_logit_soft_cap"):  # refused, not run with a cap
+        xLSTMForCausalLM.from_pretrained(tmp_path)
+    assert build_model(f"local-dir:{tmp_path}").config.output_logit_soft_cap is None
