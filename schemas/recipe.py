@@ -39,7 +39,7 @@ class ModelRef(Schema):
 class FormalLanguageData(Schema):
     """A task of the xLSTM paper's formal-language suite, generated deterministically from seeds."""
 
-    kind: Literal["formal-language"]
+    kind: Literal["formal-language"] = "formal-language"
     task: Literal[FORMAL_TASKS]
     vocab_size: int | None = Field(None, ge=3)
     """None takes the task's default (parity 3, even_pairs 3, cycle_navigation 10, modular_arithmetic 10)."""
@@ -54,7 +54,7 @@ class FormalLanguageData(Schema):
 class MQARData(Schema):
     """Multi-query associative recall: key-value pairs, then queries whose answers are the values."""
 
-    kind: Literal["mqar"]
+    kind: Literal["mqar"] = "mqar"
     vocab_size: int = Field(8192, ge=8)
     context_length: int = Field(64, ge=4)
     num_kv_pairs: int = Field(4, ge=1)
@@ -80,7 +80,7 @@ class MQARData(Schema):
 class TextData(Schema):
     """Language modelling on local files, split into train and validation by position."""
 
-    kind: Literal["text"]
+    kind: Literal["text"] = "text"
     files: list[str] = Field(min_length=1)
     """Paths relative to the recipe file; `zoo-data:NAME` names a corpus shipped with the package."""
     format: Literal["text", "json", "parquet"] | None = None

@@ -7,16 +7,13 @@ from pathlib import Path
 
 
 class MetricsLog:
-    """Appends records to DIR/metrics.jsonl. On resume, records after the checkpoint's step are dropped first,
-    since the resumed run logs those steps again."""
+    """Appends records to DIR/metrics.jsonl. On resume, records after the checkpoint's step are dropped first
+    (the resumed run logs those steps again), and so is a line a killed run left half-written."""
 
     def __init__(self, path: Path, resume_step: int | None):
         self.path = path
-        if resume_step is None:
-            path.write_text("")
-        elif path.exists():
-            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
-            path.write_text("".join(line + "\n" for line in kept))
+        kept = [r for r in read_metrics(path) if r["step"] <= resume_step] if resume_step is not None else []
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def write(self, record: dict) -> None:
         with self.path.open("a") as f:
@@ -24,7 +21,14 @@ class MetricsLog:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+    """The complete records of a metrics file (none if it does not exist)."""
+    records = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return records
 
 
 def plot(metrics_file: Path, png: Path) -> None:
