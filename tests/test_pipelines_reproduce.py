@@ -1,0 +1,20 @@
+"""The acceptance run: `xlstm-zoo reproduce formal-lang-small` re-establishes the entry's parity numbers on CPU
+(xLSTM[0:1] solves parity at lengths 40-256, xLSTM[1:0] stays at chance) and exits 0."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def test_reproduce_formal_lang_small(tmp_path):
+    code = ("import sys, torch; torch.set_num_threads(2); from xlstm_zoo.registry.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", code, "reproduce", "formal-lang-small", "--out", str(tmp_path)],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| parity")]
+    assert len(rows) == 2 and all(row.endswith("| PASS |") for row in rows)
+    assert (tmp_path / "parity-slstm" / "model" / "model.safetensors").exists()
