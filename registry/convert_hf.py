@@ -25,10 +25,10 @@ IGNORED_BY_TRANSFORMERS = ("add_out_norm", "tie_word_embeddings")
 KERNEL_FIELDS = ("chunkwise_kernel", "sequence_kernel", "step_kernel", "mode", "chunk_size", "eps",
                  "autocast_kernel_dtype", "inference_state_dtype")
 SOFT_CAPS = ("gate_soft_cap", "output_logit_soft_cap")
+TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
 IGNORED = {
     # generation / runtime switches of transformers, not part of the model
-    "return_last_states", "use_cache", "max_inference_chunksize", "bos_token_id", "eos_token_id",
-    "pad_token_id",
+    "return_last_states", "use_cache", "max_inference_chunksize",
     # bookkeeping written by PreTrainedConfig.save_pretrained
     "architectures", "model_type", "transformers_version", "dtype", "torch_dtype", "_name_or_path",
     "output_hidden_states", "output_attentions", "return_dict", "is_encoder_decoder", "id2label", "label2id",
@@ -59,13 +59,14 @@ def from_hf_config(config: dict, *, source: str = "config.json") -> XLSTMLargeLM
     if model_type != MODEL_TYPE:
         raise ConfigMappingError(f"{source}: expected model_type {MODEL_TYPE!r} (transformers' xLSTM), "
                                  f"got {model_type!r}")
-    known = {*MODEL_FIELDS, *KERNEL_FIELDS, *SOFT_CAPS, *IGNORED, *IGNORED_BY_TRANSFORMERS,
+    known = {*MODEL_FIELDS, *KERNEL_FIELDS, *SOFT_CAPS, *TOKEN_IDS, *IGNORED, *IGNORED_BY_TRANSFORMERS,
              "hidden_size", "embedding_dim", "num_hidden_layers", "num_blocks"}
     unknown = sorted(set(config) - known)
     if unknown:
         raise ConfigMappingError(f"{source}: keys not understood: {', '.join(unknown)}")
     fields = {name: config.get(name, HF_DEFAULTS.get(name)) for name in MODEL_FIELDS
               if name in config or name in HF_DEFAULTS}
+    fields.update({name: config[name] for name in TOKEN_IDS if config.get(name) is not None})
     fields.update(add_out_norm=True, tie_word_embeddings=False)  # what transformers computes
     fields["embedding_dim"] = _alias(config, ("hidden_size", "embedding_dim"), source)
     fields["num_blocks"] = _alias(config, ("num_hidden_layers", "num_blocks"), source)
@@ -113,6 +114,7 @@ def to_hf_config(model) -> dict:
         "model_type": MODEL_TYPE,
         "architectures": ["xLSTMForCausalLM"],
         **{name: getattr(config, name) for name in (*MODEL_FIELDS, *IGNORED_BY_TRANSFORMERS, *SOFT_CAPS)},
+        **{name: getattr(config, name) for name in TOKEN_IDS if getattr(config, name) is not None},
         "hidden_size": config.embedding_dim,
         "embedding_dim": config.embedding_dim,
         "num_hidden_layers": config.num_blocks,

@@ -62,6 +62,8 @@ class GatedFFNConfig(UpProjection):
     kind: Literal["gated-ffn"] = "gated-ffn"
     proj_factor: float = Field(1.3, gt=0)
     act_fn: Literal["gelu", "relu", "relu^2", "sigmoid", "swish", "selu"] = "gelu"
+    bias: bool = False
+    dropout: float = Field(0.0, ge=0, lt=1)
 
 
 class MLSTMBlockConfig(Schema):

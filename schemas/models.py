@@ -18,7 +18,15 @@ from .kernels import KernelConfig
 from .weight_decay import DecayRule, WeightDecayConfig, neurips_rules, xlstm_7b_rules
 
 
-class XLSTMLMConfig(XLSTMBlockStackConfig):
+class TokenIds(Schema):
+    """Special token ids of the tokenizer the model was trained with (generation stops at eos)."""
+
+    bos_token_id: Optional[int] = Field(None, ge=0)
+    eos_token_id: Optional[int] = Field(None, ge=0)
+    pad_token_id: Optional[int] = Field(None, ge=0)
+
+
+class XLSTMLMConfig(XLSTMBlockStackConfig, TokenIds):
     """NeurIPS xLSTM language model: embedding, the block stack, head (optionally tied)."""
 
     kind: Literal["xlstm-lm"] = "xlstm-lm"
@@ -62,7 +70,7 @@ class XLSTMLMConfig(XLSTMBlockStackConfig):
         return [*preset, *self.weight_decay.rules]
 
 
-class XLSTMLargeLMConfig(XLSTMLargeBlockConfig):
+class XLSTMLargeLMConfig(XLSTMLargeBlockConfig, TokenIds):
     """xLSTM Large (the 7B architecture): embedding, num_blocks Large blocks, RMSNorm, head, logit soft-cap."""
 
     kind: Literal["xlstm-large-lm"] = "xlstm-large-lm"

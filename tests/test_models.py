@@ -175,3 +175,20 @@ def test_bfloat16_and_autocast():
         out = m32(ids())
     ref = m32(ids()).logits
     assert (out.logits - ref).abs().max() < 0.1 * ref.abs().max()
+
+
+def test_generation_stops_at_the_configs_eos():
+    m = model(LARGE)
+    prompt = ids(S=4)
+    free = m.generate(prompt, max_new_tokens=6)
+    eos = int(free[0, 5])  # the second generated token of row 0
+    m.config.eos_token_id = eos
+    stopped = m.generate(prompt, max_new_tokens=6)
+    assert torch.equal(stopped[0, :6], free[0, :6])
+    assert torch.all(stopped[0, 6:] == eos)  # row 0 is filled with eos after it appeared
+
+
+def test_neurips_ffn_bias_and_dropout_come_from_its_own_config():
+    cfg = {**NEURIPS, "slstm_block": {"slstm": {"num_heads": 2}, "feedforward": {"bias": True, "dropout": 0.5}}}
+    ffn = build_model({"model": cfg}).xlstm_block_stack.blocks[1].ffn
+    assert ffn.proj_up.bias is not None and ffn.dropout.p == 0.5

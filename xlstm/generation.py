@@ -75,9 +75,11 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, do_sample: boo
              generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Prompt + up to `max_new_tokens` tokens, (B, S + n), as transformers' generate returns.
 
-    Greedy unless `do_sample`. Rows that produced `eos_token_id` are filled with it; generation stops
-    early once every row has. `attention_mask` marks left padding (0 = pad).
+    Greedy unless `do_sample`. Rows that produced `eos_token_id` (default: the config's) are filled with
+    it; generation stops early once every row has. `attention_mask` marks left padding (0 = pad).
     """
+    if eos_token_id is None:
+        eos_token_id = model.config.eos_token_id
     if temperature <= 0:
         raise ValueError(f"temperature: expected > 0, got {temperature}")
     if top_p is not None and not 0 < top_p <= 1:

@@ -32,7 +32,7 @@ class XLSTMBlock(nn.Module):
         if ffn is not None:
             self.ffn_norm = LayerNorm(D, eps=config.norm_eps)
             # As in NX-AI, the stack's bias and dropout do not reach the FFN (its own defaults: none).
-            self.ffn = GatedFeedForward(D, ffn.proj_up_dim(D), ffn.act_fn, bias=False, dropout=0.0)
+            self.ffn = GatedFeedForward(D, ffn.proj_up_dim(D), ffn.act_fn, ffn.bias, ffn.dropout)
         else:
             self.ffn = None
 
