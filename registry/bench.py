@@ -334,12 +334,37 @@ def kernels(args) -> int:
         if name in only:
             run()
             torch.cuda.empty_cache()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _write(rep, "kernels", args.out)
+    return 0
+
+
+def _write(rep: Report, what: str, out: str) -> None:
+    import torch
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
     gpu = torch.cuda.get_device_name(0).replace(" ", "-")
-    path = out / f"kernels-{dt.datetime.now():%Y%m%d-%H%M}-{gpu}.md"
+    path = path / f"{what}-{dt.datetime.now():%Y%m%d-%H%M}-{gpu}.md"
     path.write_text("\n\n".join(rep.parts) + "\n")
     print(f"written {path}")
+
+
+def models(args) -> int:
+    """generate / prefill / train (registry/bench_models.py)."""
+    import torch
+
+    from . import bench_models
+    if not torch.cuda.is_available():
+        print(f"bench {args.what} needs a CUDA GPU")
+        return 2
+    rep = Report()
+    rep.add(f"## xlstm-zoo bench {args.what}\n\n{_versions()}")
+    if args.what == "generate":
+        bench_models.bench_generate(rep, args.new_tokens)
+    elif args.what == "prefill":
+        bench_models.bench_prefill(rep)
+    elif not bench_models.bench_train(rep, args.only, args.steps).main:
+        return 0
+    _write(rep, args.what, args.out)
     return 0
 
 
@@ -351,6 +376,17 @@ def main(argv: list[str]) -> int:
     k.add_argument("--quick", action="store_true", help="one sequence length per table")
     k.add_argument("--out", default="benchmarks/results")
     k.set_defaults(run=kernels)
+    for what, text in (("generate", "xLSTM-7B greedy decode, CUDA graph vs eager vs peer (GPU)"),
+                       ("prefill", "xLSTM-7B prefill 1x2048 / 1x8192 (GPU)"),
+                       ("train", "~160M xLSTM Large training tokens/s, eager and compiled; DDP under torchrun")):
+        p = sub.add_parser(what, help=text)
+        p.add_argument("--out", default="benchmarks/results")
+        if what == "generate":
+            p.add_argument("--new-tokens", type=int, default=128)
+        if what == "train":
+            p.add_argument("--only", default=None, help="substring of the model names to run")
+            p.add_argument("--steps", type=int, default=10)
+        p.set_defaults(run=models)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -13,6 +13,7 @@ from typing import Optional
 
 import torch
 
+from .cuda_graph import graph_decoder
 from .state import State
 
 
@@ -68,15 +69,35 @@ def _sample(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: Op
     return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
 
 
+def _eager_decoder(model, state):
+    """token (B,) -> last logits (B, vocab), carrying the state: one eager forward per token."""
+
+    def step(token):
+        nonlocal state
+        logits, state = model(token[:, None], state)
+        return logits[:, -1]
+    return step
+
+
+def _use_graph(model, input_ids: torch.Tensor, cuda_graph: Optional[bool]) -> bool:
+    """By default on CUDA for models whose single tokens go through the step kernel (inference mode)."""
+    if cuda_graph is not None:
+        return cuda_graph
+    kernels = getattr(model.config, "kernels", None)
+    return input_ids.is_cuda and getattr(kernels, "mode", None) == "inference"
+
+
 @torch.no_grad()
 def generate(model, input_ids: torch.Tensor, max_new_tokens: int, do_sample: bool = False,
              temperature: float = 1.0, top_k: Optional[int] = None, top_p: Optional[float] = None,
              eos_token_id: Optional[int] = None, attention_mask: Optional[torch.Tensor] = None,
-             generator: Optional[torch.Generator] = None) -> torch.Tensor:
+             generator: Optional[torch.Generator] = None, cuda_graph: Optional[bool] = None) -> torch.Tensor:
     """Prompt + up to `max_new_tokens` tokens, (B, S + n), as transformers' generate returns.
 
     Greedy unless `do_sample`. Rows that produced `eos_token_id` (default: the config's) are filled with
     it; generation stops early once every row has. `attention_mask` marks left padding (0 = pad).
+    `cuda_graph`: decode steps replayed from a captured graph (xlstm/cuda_graph.py); default on CUDA in
+    inference mode.
     """
     if eos_token_id is None:
         eos_token_id = model.config.eos_token_id
@@ -85,6 +106,7 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, do_sample: boo
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p: expected in (0, 1], got {top_p}")
     logits, state = _prefill(model, input_ids, attention_mask)
+    decode = graph_decoder(model, state) if _use_graph(model, input_ids, cuda_graph) else _eager_decoder(model, state)
     done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     tokens = []
     for step in range(max_new_tokens):
@@ -95,8 +117,7 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, do_sample: boo
         tokens.append(token)
         if bool(done.all()) or step == max_new_tokens - 1:
             break
-        logits, state = model(token[:, None], state)
-        logits = logits[:, -1]
+        logits = decode(token)
     return torch.cat([input_ids, torch.stack(tokens, 1)], 1) if tokens else input_ids
 
 

@@ -1,0 +1,250 @@
+"""Whole-model GPU benchmarks: `xlstm-zoo bench generate | prefill | train`.
+
+generate / prefill: xLSTM-7B with random weights in bf16 (performance.md section 2); train: the ~160M
+xLSTM Large model, batch 16 x 2048, bf16 autocast, fused AdamW (section 3), also under torchrun (DDP
+through the training pipeline's wrapper, tokens/s summed over ranks). Peers are columns/rows when their
+package is importable: NX-AI xlstm's xLSTMLarge (Triton kernels) and transformers' Llama. Wall times are
+CUDA-event medians after warm-up; floors use the copy bandwidth measured in the same run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from typing import Callable, Optional
+
+from .bench import Report, _copy_bandwidth
+
+SEVEN_B = dict(embedding_dim=4096, num_heads=8, num_blocks=32, vocab_size=50304)
+TRAIN = dict(embedding_dim=768, num_heads=4, num_blocks=12, vocab_size=50304)
+
+
+def _ms(fn: Callable, reps: int = 5, warmup: int = 1) -> float:
+    """Median wall time of fn() in ms, CUDA events around each call."""
+    import torch
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def _zoo_7b():
+    import torch
+
+    from .builder import build_model
+    return build_model("xlstm-7b", device="cuda", dtype=torch.bfloat16).eval()
+
+
+def _peer_7b():
+    """NX-AI xlstm's xLSTMLarge with mlstm_kernels' Triton kernels, as the anchors ran it (None if absent)."""
+    import torch
+    try:
+        from xlstm.xlstm_large.model import xLSTMLarge, xLSTMLargeConfig
+    except ImportError:
+        return None
+    from .bench import _tfla
+    _tfla("chunkwise--triton_xl_chunk", 128)  # installs the triton 3.6 compile workaround
+    cfg = xLSTMLargeConfig(**SEVEN_B, mode="inference", return_last_states=True, chunk_size=128,
+                           chunkwise_kernel="chunkwise--triton_xl_chunk", sequence_kernel="native_sequence__triton",
+                           step_kernel="triton")
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device("cuda"):
+            return xLSTMLarge(cfg).eval()
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _free(*_):
+    import gc
+
+    import torch
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def _decode_floor_ms(model, batch: int, bandwidth: float) -> float:
+    """Weights read once (embedding excluded) plus the fp32 state read and written, at copy bandwidth."""
+    embed = model.backbone.embeddings.weight
+    weights = sum(p.numel() * p.element_size() for p in model.parameters()) - embed.numel() * embed.element_size()
+    cfg = model.config
+    dq, dv = cfg.qk_dim // cfg.num_heads, cfg.v_dim // cfg.num_heads
+    state = 2 * batch * cfg.num_blocks * cfg.num_heads * (dq * dv + dq + 1) * 4
+    return (weights + state) / bandwidth * 1e3
+
+
+def bench_generate(rep: Report, new_tokens: int):
+    """Greedy decode after a 128-token prompt: ours (graph, graph+compile, eager) and the peer, B=1 and 8."""
+    import torch
+
+    from ..xlstm import cuda_graph
+    model = _zoo_7b()
+    bw = _copy_bandwidth()
+    rows, checks = [], []
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    for batch in (1, 8):
+        ids = torch.randint(0, SEVEN_B["vocab_size"], (batch, 128), device="cuda", generator=gen)
+        prefill = _ms(lambda: model(ids), reps=3)
+
+        def run(n, **kw):
+            return model.generate(ids, n, eos_token_id=None, **kw)
+        floor = _decode_floor_ms(model, batch, bw)
+        ref = run(32, cuda_graph=False)
+        for name, kw, n in (("zoo, CUDA graph (default)", {}, new_tokens),
+                            ("zoo, eager", {"cuda_graph": False}, 16)):
+            total = _ms(lambda: run(n, **kw), reps=2)
+            per = (total - prefill) / (n - 1)
+            rows.append([batch, name, total, per, batch * 1e3 / per, floor, per / floor])
+        with torch.no_grad():
+            _, state = model(ids)
+        for compile in (False, True):
+            runner = cuda_graph.graph_decoder(model, state, compile=compile)
+            tok = torch.zeros(batch, dtype=torch.long, device="cuda")
+            step = _ms(lambda: [runner(tok) for _ in range(20)], reps=3) / 20
+            rows.append([batch, f"zoo, graph replay only{' + torch.compile' if compile else ''}", "", step,
+                         batch * 1e3 / step, floor, step / floor])
+            # greedy tokens of this runner against the eager loop
+            runner.start(state)
+            logits, toks = model(ids)[0][:, -1], []
+            for _ in range(31):
+                toks.append(logits.argmax(-1))
+                logits = runner(toks[-1])
+            toks.append(logits.argmax(-1))
+            same = torch.equal(torch.stack(toks, 1), ref[:, 128:])
+            checks.append([batch, f"graph{' + compile' if compile else ''}", "equal" if same else "DIFFERENT"])
+        cuda_graph._RUNNERS.clear()
+        rep.add(f"peak memory during B={batch}: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+    del model
+    _free()
+    peer = _peer_7b()
+    if peer is not None:
+        for batch in (1, 8):
+            ids = torch.randint(0, SEVEN_B["vocab_size"], (batch, 128), device="cuda", generator=gen)
+            with torch.no_grad():
+                prefill = _ms(lambda: peer(ids), reps=3)
+                n = 16
+                total = _ms(lambda: peer.generate(prefill_tokens=ids, max_length=n, sampling_type="greedy"), reps=2)
+            per = (total - prefill) / (n - 1)
+            rows.append([batch, "xlstm xLSTMLarge [triton] (peer)", total, per, batch * 1e3 / per, "", ""])
+        del peer
+        _free()
+    rep.table(f"xLSTM-7B greedy decode, 128-token prompt, bf16 (copy bandwidth {bw / 1e12:.2f} TB/s)",
+              ["B", "implementation", "generate ms", "ms/step", "tokens/s", "floor ms/step", "/ floor"], rows)
+    rep.table("greedy tokens (32) of the graph runner against the eager loop", ["B", "runner", "tokens"], checks)
+
+
+def bench_prefill(rep: Report):
+    """One forward over a 1 x S prompt (logits for every position), ours at two chunk sizes and the peer."""
+    import torch
+    rows = []
+
+    def measure(name, fn):
+        for S in (2048, 8192):
+            ids = torch.randint(0, SEVEN_B["vocab_size"], (1, S), device="cuda")
+            _free()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            with torch.no_grad():
+                ms = _ms(lambda: fn(ids), reps=5)
+            rows.append([S, name, ms, S / ms * 1e3, (torch.cuda.max_memory_allocated() - base) / 2**30])
+
+    model = _zoo_7b()
+    chunk = model.config.kernels.chunk_size
+    for size in (chunk, 128, 256):
+        for block in model.backbone.blocks:
+            backend = block.mlstm_layer.backend
+            backend.config = backend.config.model_copy(update={"chunk_size": size})
+        measure(f"zoo, Triton chunkwise L={size}" + (" (config)" if size == chunk else ""), model)
+    del model
+    _free()
+    peer = _peer_7b()
+    if peer is not None:
+        measure("xlstm xLSTMLarge [triton] (peer)", peer)
+        del peer
+        _free()
+    rep.table("xLSTM-7B prefill, B=1, bf16 (floor: 2 x params x S / matmul peak; 38 / 152 ms on an H100)",
+              ["S", "implementation", "ms", "tokens/s", "peak extra GiB"], rows)
+
+
+def _train_models(dist):
+    """(name, build) pairs, build() -> (model, forward of the DDP-wrapped model under torchrun): ours
+    eager and compiled, and the peers that are installed."""
+    import torch
+
+    from .builder import build_model
+
+    def zoo(compile):
+        def build():
+            model = build_model({"model": {"kind": "xlstm-large-lm", **TRAIN, "kernels": {"chunk_size": 128}}},
+                                device="cuda")
+            wrapped = dist.wrap(model)
+            wrapped = torch.compile(wrapped) if compile else wrapped
+            return model, (lambda ids: wrapped(ids).logits)
+        return build
+
+    out = [("zoo xLSTM Large, Triton chunkwise L=128", zoo(False)),
+           ("zoo xLSTM Large, Triton chunkwise L=128, torch.compile", zoo(True))]
+    with contextlib.suppress(ImportError):
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        def llama():
+            cfg = LlamaConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=12,
+                              intermediate_size=2048, vocab_size=50304, max_position_embeddings=4096,
+                              tie_word_embeddings=False)
+            with torch.device("cuda"):
+                model = LlamaForCausalLM._from_config(cfg, attn_implementation="sdpa").float()
+            wrapped = dist.wrap(model)
+            return model, (lambda ids: wrapped(input_ids=ids, use_cache=False).logits)
+        out.append(("transformers Llama (sdpa), same width/depth (peer)", llama))
+    return out
+
+
+def bench_train(rep: Report, only: Optional[str], steps: int, batch: int = 16, seq: int = 2048):
+    """Training steps (forward, loss, backward, fused AdamW, zero_grad); under torchrun, DDP over ranks."""
+    import torch
+    import torch.nn.functional as F
+
+    from .pipelines.distributed import setup
+    dist = setup()
+    rows = []
+    for name, build in _train_models(dist):
+        if only and only not in name:
+            continue
+        _free()
+        torch.cuda.reset_peak_memory_stats()
+        model, fwd = build()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
+        losses = []
+
+        def step():
+            ids = torch.randint(0, TRAIN["vocab_size"], (batch, seq + 1), device=dist.device)
+            with torch.autocast("cuda", torch.bfloat16):
+                loss = F.cross_entropy(fwd(ids[:, :-1]).float().flatten(0, 1), ids[:, 1:].flatten())
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss.detach())
+
+        tick = time.perf_counter()
+        step()
+        first = time.perf_counter() - tick
+        ms = _ms(step, reps=steps, warmup=2)
+        tokens = dist.world * batch * seq / ms * 1e3
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        rows.append([name, dist.world, f"{params:.1f}M", ms, f"{tokens / 1e3:.1f}k", f"{first:.0f} s",
+                     torch.cuda.max_memory_allocated() / 2**30, f"{losses[0]:.2f} -> {losses[-1]:.2f}"])
+        del model, fwd, opt
+    if dist.main:
+        rep.table(f"training, {dist.world} GPU(s) x batch {batch} x {seq}, bf16 autocast, fused AdamW (per-rank batch)",
+                  ["model", "GPUs", "params", "ms/step", "tokens/s (all GPUs)", "first step", "peak GiB",
+                   "loss"], rows)
+    return dist

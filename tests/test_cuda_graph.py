@@ -1,0 +1,52 @@
+"""The graph decode runner (xlstm/cuda_graph.py) without a GPU: its static-buffer step run eagerly must
+generate exactly what the plain eager loop generates; runners are cached per model and batch size."""
+
+from __future__ import annotations
+
+import torch
+
+from xlstm_zoo.registry.builder import build_model
+from xlstm_zoo.schemas.models import XLSTMLargeLMConfig
+from xlstm_zoo.xlstm import cuda_graph
+
+VOCAB = 41
+
+
+def _model():
+    torch.manual_seed(0)
+    config = XLSTMLargeLMConfig(vocab_size=VOCAB, embedding_dim=64, num_heads=2, num_blocks=2,
+                                kernels={"chunk_size": 8, "mode": "inference"})
+    model = build_model(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model
+
+
+def test_runner_generates_what_the_eager_loop_generates():
+    model = _model()
+    prompt = torch.randint(3, VOCAB, (3, 9))
+    mask = torch.ones_like(prompt)
+    mask[1, :4] = 0
+    for kwargs in ({}, {"attention_mask": mask}, {"do_sample": True, "top_k": 5, "top_p": 0.9}):
+        outs = [model.generate(prompt, 12, eos_token_id=None, cuda_graph=graph,
+                               generator=torch.Generator().manual_seed(1), **kwargs) for graph in (False, True)]
+        assert torch.equal(*outs)
+    eos = int(model.generate(prompt, 3, eos_token_id=None)[0, -1])  # row 0's third token
+    assert torch.equal(model.generate(prompt, 12, eos_token_id=eos, cuda_graph=True),
+                       model.generate(prompt, 12, eos_token_id=eos, cuda_graph=False))
+
+
+def test_runner_is_cached_per_batch_and_never_writes_the_given_state():
+    model = _model()
+    with torch.no_grad():
+        _, state = model(torch.randint(0, VOCAB, (2, 5)))
+    before = state.map(torch.clone)
+    first = cuda_graph.graph_decoder(model, state)
+    first(torch.tensor([1, 2]))
+    assert all(torch.equal(a, b) for a, b in zip(cuda_graph._tensors(state), cuda_graph._tensors(before)))
+    assert cuda_graph.graph_decoder(model, state) is first
+    with torch.no_grad():
+        _, wider = model(torch.randint(0, VOCAB, (3, 5)))
+    assert cuda_graph.graph_decoder(model, wider) is not first
+    assert cuda_graph.graph_decoder(model, state).key[0] == 2

@@ -1,0 +1,96 @@
+"""Decode steps replayed from one captured CUDA graph.
+
+An eager 7B decode step launches ~1,600 small kernels from Python: ~57 ms of host time per token for
+~9 ms of GPU work. Captured once, a step is one graph launch: the forward reads a static token buffer and
+static state buffers owned by the runner, and the new state is copied back into those buffers inside the
+graph (the model itself never writes into a state). Runners are cached per model and batch size, so the
+capture is paid once, not per `generate` call.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+
+from .state import LMState
+
+_RUNNERS: "weakref.WeakKeyDictionary[torch.nn.Module, GraphDecoder]" = weakref.WeakKeyDictionary()
+
+
+def _tensors(state: LMState) -> list:
+    """The state's tensors in a fixed order (that of State.map)."""
+    out = []
+    state.map(lambda t: out.append(t) or t)
+    return out
+
+
+def _key(model: torch.nn.Module, state: LMState, compile: bool) -> tuple:
+    """Batch size, options and where the weights live: a graph reads them by address, so moving the
+    model invalidates it."""
+    return (_tensors(state)[0].shape[0], compile, *(t.data_ptr() for t in (*model.parameters(), *model.buffers())))
+
+
+def _forward(model, token, state):
+    return model(token, state)
+
+
+class GraphDecoder:
+    """`runner(token (B,)) -> logits (B, vocab)`, one decode step; `start(state)` loads a prefill state.
+
+    On CUDA the step is captured (and `compile=True` first fuses its small ops with torch.compile); on
+    other devices the same static-buffer step runs eagerly, which keeps the runner's logic testable.
+    The returned logits are a static buffer, overwritten by the next step.
+    """
+
+    def __init__(self, model: torch.nn.Module, state: LMState, compile: bool = False):
+        self.key = _key(model, state, compile)
+        self.state = state.map(torch.clone)
+        first = _tensors(state)[0]
+        self.token = torch.zeros(first.shape[0], 1, dtype=torch.long, device=first.device)
+        self.model = weakref.ref(model)  # the cache is keyed weakly by the model: never hold it
+        self.forward = torch.compile(_forward, dynamic=False) if compile else _forward
+        self.graph = None
+        if self.token.is_cuda:
+            self._capture()
+
+    def _step(self) -> torch.Tensor:
+        logits, new = self.forward(self.model(), self.token, self.state)
+        for dst, src in zip(_tensors(self.state), _tensors(new)):
+            dst.copy_(src)
+        return logits[:, -1]
+
+    def _capture(self):
+        # Warm up on a side stream (Triton compiles, cuBLAS workspaces, torch.compile), as capture requires.
+        saved = self.state.map(torch.clone)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._step()
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = self._step()
+        self.start(saved)
+
+    def start(self, state: LMState) -> "GraphDecoder":
+        for dst, src in zip(_tensors(self.state), _tensors(state)):
+            dst.copy_(src)
+        return self
+
+    def __call__(self, token: torch.Tensor) -> torch.Tensor:
+        self.token.copy_(token[:, None])
+        if self.graph is None:
+            return self._step()
+        self.graph.replay()
+        return self.logits
+
+
+def graph_decoder(model: torch.nn.Module, state: LMState, compile: bool = False) -> GraphDecoder:
+    """The model's cached runner for this batch size (captured on first use), loaded with `state`."""
+    runner = _RUNNERS.get(model)
+    if runner is None or runner.key != _key(model, state, compile):
+        _RUNNERS.pop(model, None)  # free the old graph's memory before capturing a new one
+        runner = _RUNNERS[model] = GraphDecoder(model, state, compile)
+    return runner.start(state)
