@@ -54,6 +54,7 @@ class GraphDecoder:
         if self.token.is_cuda:
             self._capture()
 
+    @torch.no_grad()
     def _step(self) -> torch.Tensor:
         logits, new = self.forward(self.model(), self.token, self.state)
         for dst, src in zip(_tensors(self.state), _tensors(new)):
