@@ -13,6 +13,7 @@ from ..schemas.blocks import XLSTMLargeBlockConfig
 from ..schemas.kernels import KernelConfig
 from ..schemas.models import XLSTMLargeLMConfig
 from .backend import MLSTMBackend
+from .layers import Embedding
 from .norms import HeadwiseLayerNorm, RMSNorm
 from .generation import GenerationMixin
 from .state import LMOutput, LMState, MLSTMState, run_blocks
@@ -99,7 +100,7 @@ class XLSTMLargeBlock(nn.Module):
 class XLSTMLargeBackbone(nn.Module):
     def __init__(self, config: XLSTMLargeLMConfig):
         super().__init__()
-        self.embeddings = nn.Embedding(config.vocab_size, config.embedding_dim)
+        self.embeddings = Embedding(config.vocab_size, config.embedding_dim)
         self.blocks = nn.ModuleList(XLSTMLargeBlock(config, config.kernels) for _ in range(config.num_blocks))
         self.out_norm = RMSNorm(config.embedding_dim, config.norm_eps, config.norm_reduction_force_float32,
                                 config.use_bias) if config.add_out_norm else nn.Identity()

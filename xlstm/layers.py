@@ -9,6 +9,15 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class Embedding(nn.Embedding):
+    """nn.Embedding that skips its random init on the meta device: torch's meta `normal_` imports
+    torch._dynamo (over a second), which would make a meta build of a 7B model slow."""
+
+    def reset_parameters(self) -> None:
+        if not self.weight.is_meta:
+            super().reset_parameters()
+
+
 class CausalConv1d(nn.Module):
     """Depthwise causal convolution over time that carries its last K-1 inputs as state.
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..schemas.blocks import MLSTMBlockConfig, SLSTMBlockConfig
 from ..schemas.models import XLSTMLMConfig
-from .layers import GatedFeedForward
+from .layers import Embedding, GatedFeedForward
 from .mlstm import MLSTMLayer
 from .norms import LayerNorm
 from .slstm import SLSTMLayer
@@ -62,7 +62,7 @@ class XLSTMLM(GenerationMixin, nn.Module):
     def __init__(self, config: XLSTMLMConfig):
         super().__init__()
         self.config = config
-        self.token_embedding = nn.Embedding(config.vocab_size, config.embedding_dim)
+        self.token_embedding = Embedding(config.vocab_size, config.embedding_dim)
         self.emb_dropout = nn.Dropout(config.dropout) if config.add_embedding_dropout else nn.Identity()
         self.xlstm_block_stack = XLSTMBlockStack(config)
         self.lm_head = nn.Linear(config.embedding_dim, config.vocab_size, bias=False)
