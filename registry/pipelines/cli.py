@@ -20,7 +20,7 @@ def train_main(argv: list[str]) -> int:
     parser = _parser("train", "zoo entry (its `train` recipe) or recipe file")
     parser.add_argument("--out", required=True, type=Path, help="run directory: metrics, checkpoints, model, plot")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     from .recipes import load_recipe
     from .train import train
 
@@ -37,7 +37,7 @@ def _recipe_file(spec: str, role: str) -> Path:
 
 def eval_main(argv: list[str]) -> int:
     parser = _parser("eval", "a run directory (from `train --out`), a zoo entry (its weights) or a recipe file")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     from ..data import make_task
     from .distributed import setup
     from .evaluate import evaluate
@@ -75,7 +75,7 @@ def _eval_recipe_file(name: str) -> Path:
 def reproduce_main(argv: list[str]) -> int:
     parser = _parser("reproduce", "zoo entry whose recorded results are re-run")
     parser.add_argument("--out", type=Path, help="where the runs go (default: a new temporary directory)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     from .reproduce import reproduce, table
 
     out = args.out or Path(tempfile.mkdtemp(prefix=f"xlstm-zoo-reproduce-{args.spec}-"))

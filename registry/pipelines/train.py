@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ...schemas.recipe import Recipe, Schedule
+from ...xlstm.optim import param_groups
+from ..checkpoints import save_pretrained
 from ..data import IGNORE, Batch, Task, make_task
 from . import checkpoint
 from .distributed import Dist, setup
@@ -54,8 +56,6 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> dict:
     torch.manual_seed(cfg.seed)
     task = make_task(recipe.data)
     model = build(recipe, task, dist.device)
-    from ...xlstm.optim import param_groups
-
     optimizer = torch.optim.AdamW(param_groups(model, recipe.optimizer.weight_decay), lr=recipe.optimizer.lr,
                                   betas=recipe.optimizer.betas, eps=recipe.optimizer.eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(recipe.schedule, cfg.max_steps))
@@ -72,8 +72,6 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> dict:
     else:
         metrics = _loop(recipe, task, model, dist.wrap(model), optimizer, scheduler, dist, log, out, start)
     if dist.main:
-        from ..checkpoints import save_pretrained
-
         save_pretrained(model, out / "model")
         plot(out / "metrics.jsonl", out / "metrics.png")
     dist.barrier()
@@ -106,9 +104,7 @@ def _loop(recipe, task: Task, model, wrapped, optimizer, scheduler, dist: Dist, 
                 log.write(record)
         if ev.every and step % ev.every == 0:
             metrics = _evaluate(recipe, task, model, dist, log, step)
-            stop = ev.early_stop
-            stopped = bool(stop) and (metrics[stop.metric] >= stop.threshold if stop.mode == "max"
-                                      else metrics[stop.metric] <= stop.threshold)
+            stopped = ev.early_stop is not None and _reached(ev.early_stop, metrics)
         if stopped or step == cfg.max_steps or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
             if dist.main:
                 finished = stopped or step == cfg.max_steps
@@ -120,6 +116,13 @@ def _loop(recipe, task: Task, model, wrapped, optimizer, scheduler, dist: Dist, 
     if not metrics or metrics["step"] != step:
         metrics = _evaluate(recipe, task, model, dist, log, step)
     return metrics
+
+
+def _reached(stop, metrics: dict) -> bool:
+    if stop.metric not in metrics:
+        raise ValueError(f"eval.early_stop.metric: expected one of {', '.join(sorted(metrics))}, got {stop.metric!r}")
+    value = metrics[stop.metric]
+    return value >= stop.threshold if stop.mode == "max" else value <= stop.threshold
 
 
 def _validate(recipe, task, model, dist: Dist) -> dict:
