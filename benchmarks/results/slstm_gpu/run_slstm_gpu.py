@@ -1,0 +1,111 @@
+"""sLSTM Triton kernel on the GPU: correctness of the split (barrier) path, timings against the previous kernel
+and FlashRNN, in one process. Usage: python3 run_slstm_gpu.py {check,time,ncu} (see the run command in README)."""
+import importlib.util, json, math, os, sys, time
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from xlstm_zoo.kernels import slstm_native
+from xlstm_zoo.kernels.triton import slstm
+from xlstm_zoo.registry.bench import _bench, _flashrnn, _rel
+import kernel_before
+
+OUT = os.environ.get("OUT", "/tmp")
+dev = "cuda"
+
+
+def inputs(B, S, NH, DH, dtype, seed, init=False):
+    g = torch.Generator(device=dev).manual_seed(seed)
+    wx = torch.randn(B, S, 4, NH, DH, device=dev, generator=g).to(dtype)
+    r = (torch.randn(NH, DH, 4, DH, device=dev, generator=g) / math.sqrt(DH)).to(dtype)
+    b = 0.1 * torch.randn(NH, 4, DH, device=dev, generator=g)
+    st = [torch.randn(B, NH, DH, device=dev, generator=g) for _ in range(4)] if init else None
+    if init:
+        st[1] = st[1].abs() + 0.5
+    dy = torch.randn(B, S, NH, DH, device=dev, generator=g, dtype=torch.float64)
+    return wx, r, b, st, dy
+
+
+def grads(fn, wx, r, b, st, dy, cast):
+    xs = [cast(x).detach().requires_grad_() for x in (wx, r, b)] + (
+        [cast(x).detach().requires_grad_() for x in st] if st else [])
+    kw = dict(zip(("c_initial", "n_initial", "h_initial", "m_initial"), xs[3:])) if st else {}
+    y, (c, n, h, m) = fn(*xs[:3], return_last_states=True, **kw)
+    ((y.double() * dy).sum() + (h.double() * dy[:, -1]).sum()).backward()
+    return [y, c * torch.exp(m), h] + [x.grad for x in xs]
+
+
+NAMES = ["y", "c", "h", "dwx", "dr", "db", "dc0", "dn0", "dh0", "dm0"]
+
+
+def check():
+    rows = []
+    cases = [("fp32 split U=16 resident", dict(U=16), (3, 64, 2, 64), torch.float32, True),
+             ("fp32 split U=16 DH=48 masked", dict(U=16), (2, 40, 3, 48), torch.float32, True),
+             ("fp32 split U=32 streamed", dict(U=32, resident=False), (17, 33, 2, 96), torch.float32, True),
+             ("fp32 one program per head", dict(U=64, resident=False), (2, 30, 2, 64), torch.float32, True),
+             ("bf16 default plan 16x256x4x192", None, (16, 256, 4, 192), torch.bfloat16, False)]
+    for rep in range(2):
+        for name, force, shape, dt, init in cases:
+            wx, r, b, st, dy = inputs(*shape, dt, seed=10 * rep + len(rows), init=init)
+            ref = grads(slstm_native.slstm_sequence, wx, r, b, st, dy, lambda x: x.double())
+            slstm._FORCE = force
+            p = slstm._plan(shape[0], shape[2], shape[3], dt, torch.device(dev))
+            t = time.time()
+            got = grads(slstm.slstm_sequence, wx, r, b, st, dy, lambda x: x)
+            torch.cuda.synchronize()
+            slstm._FORCE = None
+            errs = {n: _rel(a, b_) for n, a, b_ in zip(NAMES, got, ref)}
+            row = {"case": name, "rep": rep, "grid": p["grid"], "sync": p["sync"], "resident": p["resident"],
+                   "s": round(time.time() - t, 2), **{k: f"{v:.1e}" for k, v in errs.items()}}
+            if dt == torch.bfloat16:
+                old = grads(kernel_before.slstm_sequence, wx, r, b, st, dy, lambda x: x)
+                row["before"] = {n: f"{_rel(a, b_):.1e}" for n, a, b_ in zip(NAMES, old, ref)}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    json.dump(rows, open(f"{OUT}/check.json", "w"), indent=1)
+
+
+def timing():
+    B, S, NH, DH = 16, 2048, 4, 192
+    wx, r, b, _, _ = inputs(B, S, NH, DH, torch.bfloat16, 0)
+    frnn = _flashrnn()
+    impls = {"before (1 program/head)": lambda *a: kernel_before.slstm_sequence(*a),
+             "new (split, fw4/bw4 warps)": lambda *a: slstm.slstm_sequence(*a)}
+    res = []
+
+    def run(name, fn, args, setup=lambda: None):
+        setup()
+        with torch.no_grad():
+            fw = _bench(lambda: fn(*args))
+        xs = [x.detach().requires_grad_() for x in args]
+        dy = torch.randn_like(fn(*xs))
+        fb = _bench(lambda: fn(*xs).backward(dy), grad_to_none=xs)
+        res.append({"impl": name, "fwd_ms": fw, "fwdbwd_ms": fb})
+        print(json.dumps(res[-1]), flush=True)
+
+    for name, fn in impls.items():
+        run(name, fn, (wx, r, b))
+    run("new (split, fw8/bw8 warps)", slstm.slstm_sequence, (wx, r, b),
+        lambda: slstm._TUNE.update(fw_warps=8, bw_warps=8))
+    slstm._TUNE.update(fw_warps=4, bw_warps=4)
+    run("new again (fw4/bw4, spread)", slstm.slstm_sequence, (wx, r, b))
+    if frnn is not None:
+        try:
+            run("FlashRNN cuda_fused", frnn, (wx, r.permute(2, 0, 1, 3).contiguous(),
+                                              b.transpose(0, 1).contiguous().to(torch.bfloat16)))
+        except Exception as e:
+            print("flashrnn failed", type(e).__name__, str(e)[:300])
+    json.dump(res, open(f"{OUT}/timing.json", "w"), indent=1)
+
+
+def ncu():
+    wx, r, b, _, _ = inputs(16, 512, 4, 192, torch.bfloat16, 0)
+    for fn in (kernel_before.slstm_sequence, slstm.slstm_sequence):
+        xs = [x.detach().requires_grad_() for x in (wx, r, b)]
+        y = fn(*xs)
+        y.float().sum().backward()
+    torch.cuda.synchronize()
+
+
+if __name__ == "__main__":
+    {"check": check, "time": timing, "ncu": ncu}[sys.argv[1]]()
