@@ -8,21 +8,16 @@ from __future__ import annotations
 
 from ...schemas.recipe import DataConfig
 from .batch import IGNORE, Batch, Task
+from .formal import FormalLanguageTask
+from .mqar import MQARTask
+from .text import TextTask
+
+TASKS = {"formal-language": FormalLanguageTask, "mqar": MQARTask, "text": TextTask}
 
 
 def make_task(data: DataConfig) -> Task:
     """The task a recipe's `data` section describes (file paths absolute or relative to the working directory)."""
-    if data.kind == "formal-language":
-        from .formal import FormalLanguageTask
-
-        return FormalLanguageTask(data)
-    if data.kind == "mqar":
-        from .mqar import MQARTask
-
-        return MQARTask(data)
-    from .text import TextTask
-
-    return TextTask(data)
+    return TASKS[data.kind](data)
 
 
 __all__ = ["IGNORE", "Batch", "Task", "make_task"]

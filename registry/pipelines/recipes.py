@@ -8,7 +8,9 @@ import torch
 
 from ...schemas.recipe import Recipe, TextData
 from ...schemas.yaml_io import Overrides, apply_overrides, dump_yaml, load_yaml, validate_document
+from ..builder import build_model
 from ..data import Task
+from ..index import entry_paths, get_entry, split_name
 
 YAML_SUFFIXES = (".yaml", ".yml")
 HEADER = "# yaml-language-server: $schema=https://xlstm-zoo.dev/schemas/recipe.schema.json\n"
@@ -20,8 +22,6 @@ def is_file_spec(spec: str) -> bool:
 
 def entry_recipe(name: str, role: str) -> Path:
     """The file of the entry's `role` recipe (paths in `recipes` are relative to the entry file)."""
-    from ..index import entry_paths, get_entry, split_name
-
     entry = get_entry(name)
     if role not in entry.recipes:
         raise LookupError(f"zoo entry {name!r} has no {role!r} recipe (recipes: {', '.join(entry.recipes) or 'none'})")
@@ -52,8 +52,6 @@ def save_recipe(recipe: Recipe, path: Path) -> None:
 
 def build(recipe: Recipe, task: Task, device: torch.device) -> torch.nn.Module:
     """The recipe's model; its vocabulary must cover the task's tokens."""
-    from ..builder import build_model
-
     model = build_model(recipe.model.name, pretrained=recipe.model.pretrained, overrides=recipe.model.overrides,
                         device=device)
     if model.config.vocab_size < task.vocab_size:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ...schemas.entry import Result
 from ...schemas.yaml_io import Overrides
+from ..index import get_entry
 from .recipes import entry_recipe, load_recipe
 from .train import train
 
@@ -21,8 +22,6 @@ def within(result: Result, measured: float) -> bool:
 
 def reproduce(name: str, out: Path, overrides: Overrides = None) -> list[dict]:
     """One row per result of the entry; `passed` is None for reported numbers (quoted, not re-run)."""
-    from ..index import get_entry
-
     entry = get_entry(name)
     runs: dict[str, tuple[dict, float]] = {}
     for role in dict.fromkeys(r.recipe for r in entry.results if r.status == "reproduced" and r.recipe):
