@@ -224,9 +224,11 @@ def bench_train(rep: Report, only: Optional[str], steps: int, batch: int = 16, s
         model, fwd = build()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
         losses = []
+        # one fixed batch: the loss must fall (memorisation), which shows gradients flow
+        ids = torch.randint(0, TRAIN["vocab_size"], (batch, seq + 1), device=dist.device,
+                            generator=torch.Generator(dist.device).manual_seed(dist.rank))
 
         def step():
-            ids = torch.randint(0, TRAIN["vocab_size"], (batch, seq + 1), device=dist.device)
             with torch.autocast("cuda", torch.bfloat16):
                 loss = F.cross_entropy(fwd(ids[:, :-1]).float().flatten(0, 1), ids[:, 1:].flatten())
             loss.backward()
