@@ -82,6 +82,30 @@ def _decode_floor_ms(model, batch: int, bandwidth: float) -> float:
     return (weights + state) / bandwidth * 1e3
 
 
+def _profile(step: Callable, reps: int = 5) -> list:
+    """Kernel time of `step` by kind (matrix products, mLSTM step, the rest), per step, from CUPTI."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            step()
+        torch.cuda.synchronize()
+    kinds: dict = {}
+    for ev in prof.events():
+        if ev.device_type != torch.autograd.DeviceType.CUDA:
+            continue
+        name = ev.name.lower()
+        kind = ("mLSTM step (Triton)" if "step_kernel" in name else
+                "matrix products (cuBLAS)" if any(k in name for k in ("gemv", "gemm", "nvjet", "cutlass", "sm90")) else
+                "copies" if "memcpy" in name or "copy" in name else "elementwise / norms / reductions")
+        count, us = kinds.get(kind, (0, 0.0))
+        kinds[kind] = (count + 1, us + ev.time_range.elapsed_us())
+    rows = [[k, c / reps, us / reps / 1e3] for k, (c, us) in sorted(kinds.items(), key=lambda kv: -kv[1][1])]
+    return rows + [["all", sum(r[1] for r in rows), sum(r[2] for r in rows)]]
+
+
 def bench_generate(rep: Report, new_tokens: int):
     """Greedy decode after a 128-token prompt: ours (graph, graph+compile, eager) and the peer, B=1 and 8."""
     import torch
@@ -121,6 +145,9 @@ def bench_generate(rep: Report, new_tokens: int):
             toks.append(logits.argmax(-1))
             same = torch.equal(torch.stack(toks, 1), ref[:, 128:])
             checks.append([batch, f"graph{' + compile' if compile else ''}", "equal" if same else "DIFFERENT"])
+            if batch == 1:
+                rep.table(f"where one B=1 graph step's GPU time goes{' (compiled)' if compile else ''}",
+                          ["kernels", "count/step", "GPU ms/step"], _profile(lambda: runner(tok)))
         cuda_graph._RUNNERS.clear()
         rep.add(f"peak memory during B={batch}: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     del model
