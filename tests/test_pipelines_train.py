@@ -88,6 +88,11 @@ def test_lm_entry_trains_saves_plots_and_evaluates(tmp_path, capsys):
     assert 0 < metrics["val_accuracy"] < 1
 
 
+def test_bf16_autocast_trains(tmp_path):
+    assert main(["train", PARITY, *SMALL, "train.max_steps=3", "train.precision=bf16", "--out", str(tmp_path)]) == 0
+    assert all(0 < loss < 5 for loss in losses(tmp_path).values())
+
+
 def test_two_gloo_processes_match_one(tmp_path):
     args = [PARITY, *SMALL, "train.max_steps=6", "train.checkpoint_every=0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
