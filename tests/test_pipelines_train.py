@@ -86,6 +86,11 @@ def test_lm_entry_trains_saves_plots_and_evaluates(tmp_path, capsys):
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["val_loss"] == pytest.approx(final["val_loss"], rel=1e-5)
     assert 0 < metrics["val_accuracy"] < 1
+    # A recipe with no training steps evaluates the weights it names (how reproduce checks released weights).
+    recipe = str(out / "recipe.yaml")
+    assert main(["train", recipe, "train.max_steps=0", f"model.name=local-dir:{out / 'model'}", "--out",
+                 str(tmp_path / "eval-only")]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == pytest.approx({**final, "step": 0})
 
 
 def test_bf16_autocast_trains(tmp_path):

@@ -39,8 +39,9 @@ def plot(metrics_file: Path, png: Path) -> None:
     import matplotlib.pyplot as plt
 
     records = read_metrics(metrics_file)
-    keys = sorted({k for r in records for k in r} - {"step", "tokens_per_s", "lr"})
-    panels = [[k for k in keys if not k.startswith("val_")], [k for k in keys if k.startswith("val_")], ["lr"]]
+    keys = sorted({k for r in records for k in r} - {"step", "tokens_per_s"})
+    panels = [[k for k in keys if not k.startswith("val_") and k != "lr"], [k for k in keys if k.startswith("val_")],
+              [k for k in keys if k == "lr"]]
     panels = [p for p in panels if p]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
     for ax, panel in zip(axes[0], panels):

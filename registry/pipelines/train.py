@@ -4,6 +4,7 @@ periodic evaluation with early stopping, atomic checkpoints and exact resume, me
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -73,7 +74,10 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> dict:
         metrics = _loop(recipe, task, model, dist.wrap(model), optimizer, scheduler, dist, log, out, start)
     if dist.main:
         save_pretrained(model, out / "model")
-        plot(out / "metrics.jsonl", out / "metrics.png")
+        try:
+            plot(out / "metrics.jsonl", out / "metrics.png")
+        except ImportError:
+            print("metrics.png skipped: matplotlib is not installed (pip install 'xlstm-zoo[dev]')", file=sys.stderr)
     dist.barrier()
     return metrics
 
