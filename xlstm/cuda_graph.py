@@ -63,7 +63,7 @@ class GraphDecoder:
 
     def _capture(self):
         # Warm up on a side stream (Triton compiles, cuBLAS workspaces, torch.compile), as capture requires.
-        saved = self.state.map(torch.clone)
+        # This scribbles on the state buffers: `graph_decoder` loads the real state with start() after.
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -73,7 +73,6 @@ class GraphDecoder:
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.logits = self._step()
-        self.start(saved)
 
     def start(self, state: LMState) -> "GraphDecoder":
         for dst, src in zip(_tensors(self.state), _tensors(state)):
