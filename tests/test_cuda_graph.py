@@ -44,7 +44,7 @@ def test_runner_is_cached_per_batch_and_never_writes_the_given_state():
     before = state.map(torch.clone)
     first = cuda_graph.graph_decoder(model, state)
     first(torch.tensor([1, 2]))
-    assert all(torch.equal(a, b) for a, b in zip(cuda_graph._tensors(state), cuda_graph._tensors(before)))
+    assert all(torch.equal(a, b) for a, b in zip(state.tensors(), before.tensors()))
     assert cuda_graph.graph_decoder(model, state) is first
     with torch.no_grad():
         _, wider = model(torch.randint(0, VOCAB, (3, 5)))

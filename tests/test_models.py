@@ -64,16 +64,10 @@ def test_parallel_and_chunkwise_kernels_agree(family):
 def test_state_is_not_modified_in_place(family):
     m = model(family)
     state = m(ids(S=6)).state
-    before = [t.clone() for t in _tensors(state)]
+    before = [t.clone() for t in state.tensors()]
     m(ids(S=5, seed=2), state)
-    for a, b in zip(before, _tensors(state)):
+    for a, b in zip(before, state.tensors()):
         assert torch.equal(a, b)
-
-
-def _tensors(state):
-    out = []
-    state.map(lambda t: out.append(t) or t)
-    return out
 
 
 def test_backward_reaches_every_parameter(family):
@@ -90,7 +84,7 @@ def test_backward_reaches_every_parameter(family):
     assert m.lm_head.weight.grad is not None
     with torch.no_grad():
         s2 = m(ids(S=4)).state
-    assert all(not t.requires_grad for t in _tensors(s2.detach()))
+    assert all(not t.requires_grad for t in s2.detach().tensors())
 
 
 def test_any_length_including_one(family):

@@ -18,17 +18,10 @@ from .state import LMState
 _RUNNERS: "weakref.WeakKeyDictionary[torch.nn.Module, GraphDecoder]" = weakref.WeakKeyDictionary()
 
 
-def _tensors(state: LMState) -> list:
-    """The state's tensors in a fixed order (that of State.map)."""
-    out = []
-    state.map(lambda t: out.append(t) or t)
-    return out
-
-
 def _key(model: torch.nn.Module, state: LMState, compile: bool) -> tuple:
     """Batch size, options and where the weights live: a graph reads them by address, so moving the
     model invalidates it."""
-    return (_tensors(state)[0].shape[0], compile, *(t.data_ptr() for t in (*model.parameters(), *model.buffers())))
+    return (state.tensors()[0].shape[0], compile, *(t.data_ptr() for t in (*model.parameters(), *model.buffers())))
 
 
 def _forward(model, token, state):
@@ -46,7 +39,7 @@ class GraphDecoder:
     def __init__(self, model: torch.nn.Module, state: LMState, compile: bool = False):
         self.key = _key(model, state, compile)
         self.state = state.map(torch.clone)
-        first = _tensors(state)[0]
+        first = state.tensors()[0]
         self.token = torch.zeros(first.shape[0], 1, dtype=torch.long, device=first.device)
         self.model = weakref.ref(model)  # the cache is keyed weakly by the model: never hold it
         self.forward = torch.compile(_forward, dynamic=False) if compile else _forward
@@ -57,7 +50,7 @@ class GraphDecoder:
     @torch.no_grad()
     def _step(self) -> torch.Tensor:
         logits, new = self.forward(self.model(), self.token, self.state)
-        for dst, src in zip(_tensors(self.state), _tensors(new)):
+        for dst, src in zip(self.state.tensors(), new.tensors()):
             dst.copy_(src)
         return logits[:, -1]
 
@@ -75,7 +68,7 @@ class GraphDecoder:
             self.logits = self._step()
 
     def start(self, state: LMState) -> "GraphDecoder":
-        for dst, src in zip(_tensors(self.state), _tensors(state)):
+        for dst, src in zip(self.state.tensors(), state.tensors()):
             dst.copy_(src)
         return self
 

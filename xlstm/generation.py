@@ -115,7 +115,7 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, do_sample: boo
             token = token.masked_fill(done, eos_token_id)
             done |= token == eos_token_id
         tokens.append(token)
-        if bool(done.all()) or step == max_new_tokens - 1:
+        if step == max_new_tokens - 1 or (eos_token_id is not None and bool(done.all())):
             break
         logits = decode(token)
     return torch.cat([input_ids, torch.stack(tokens, 1)], 1) if tokens else input_ids

@@ -29,6 +29,12 @@ class State:
 
         return dataclasses.replace(self, **{f.name: apply(getattr(self, f.name)) for f in dataclasses.fields(self)})
 
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor of the state, in a fixed order (that of `map`)."""
+        out: list[torch.Tensor] = []
+        self.map(lambda t: out.append(t) or t)
+        return out
+
     def detach(self):
         return self.map(torch.Tensor.detach)
 
