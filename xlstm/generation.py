@@ -9,6 +9,7 @@ feeds the pads into the state instead, so its batched output depends on the padd
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Optional
 
 import torch
@@ -30,10 +31,20 @@ def _cat_states(states: list, dim: int = 0):
     return first  # None and other non-tensor leaves are shared
 
 
+def _last_logits(model, input_ids: torch.Tensor, state=None):
+    """model(input_ids, state) for the last position's logits: models whose forward takes
+    `logits_to_keep` compute only those (no lm_head / float32 logits over the whole prompt)."""
+    try:
+        keeps = "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        keeps = False
+    return model(input_ids, state, logits_to_keep=1) if keeps else model(input_ids, state)
+
+
 def _prefill(model, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor]):
     """Logits of each row's last prompt token and the batch state, pads (mask 0, on the left) excluded."""
     if attention_mask is None:
-        logits, state = model(input_ids)
+        logits, state = _last_logits(model, input_ids)
         return logits[:, -1], state
     mask = attention_mask.bool()
     lengths = mask.sum(1)
@@ -44,7 +55,7 @@ def _prefill(model, input_ids: torch.Tensor, attention_mask: Optional[torch.Tens
     order, last, states = [], [], []
     for length in lengths.unique().tolist():
         rows = (lengths == length).nonzero().squeeze(1)
-        logits, state = model(input_ids[rows, input_ids.shape[1] - length:])
+        logits, state = _last_logits(model, input_ids[rows, input_ids.shape[1] - length:])
         order.append(rows)
         last.append(logits[:, -1])
         states.append(state)

@@ -12,7 +12,7 @@ from torch import nn
 from ..schemas.blocks import XLSTMLargeBlockConfig
 from ..schemas.kernels import KernelConfig
 from ..schemas.models import XLSTMLargeLMConfig
-from .backend import MLSTMBackend
+from .backend import SHORT_SEQUENCE, MLSTMBackend
 from .layers import Embedding
 from .norms import HeadwiseLayerNorm, RMSNorm
 from .generation import GenerationMixin
@@ -56,12 +56,20 @@ class MLSTMLayerLarge(nn.Module):
             i, f = self.igate_preact(x), self.fgate_preact(x)
         return q, k, v, o, soft_cap(i, self.gate_soft_cap), soft_cap(f, self.gate_soft_cap)
 
-    def forward(self, x: torch.Tensor, state: Optional[MLSTMState] = None):
+    def inputs(self, x: torch.Tensor):
+        """Kernel inputs from the normed x: q, k, v (B, NH, S, DH), i, f (B, NH, S), and the output gate o."""
         q, k, v, o, i, f = self.projections(x)
         heads = lambda t: t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # noqa: E731
-        h, state = self.backend(heads(q), heads(k), heads(v), i.transpose(1, 2), f.transpose(1, 2), state)
-        h = self.multihead_norm(h.transpose(1, 2).to(x.dtype)) * torch.sigmoid(o)
-        return self.out_proj(h), state
+        return heads(q), heads(k), heads(v), i.transpose(1, 2), f.transpose(1, 2), o
+
+    def output(self, h: torch.Tensor, o: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Per-head norm of the kernel's h (cast to the layer input's dtype), output gate, out_proj."""
+        return self.out_proj(self.multihead_norm(h.transpose(1, 2).to(dtype)) * torch.sigmoid(o))
+
+    def forward(self, x: torch.Tensor, state: Optional[MLSTMState] = None):
+        q, k, v, i, f, o = self.inputs(x)
+        h, state = self.backend(q, k, v, i, f, state)
+        return self.output(h, o, x.dtype), state
 
 
 class SwiGLU(nn.Module):
@@ -90,11 +98,44 @@ class XLSTMLargeBlock(nn.Module):
         self.mlstm_layer = MLSTMLayerLarge(config, kernels)
         self.norm_ffn = norm()
         self.ffn = SwiGLU(config)
+        self.compiled: Optional[str] = None  # torch.compile backend of the prefill regions (compile_blocks)
 
     def forward(self, x: torch.Tensor, state: Optional[MLSTMState] = None):
-        y, state = self.mlstm_layer(self.norm_mlstm(x), state)
-        x = x + y
-        return x + self.ffn(self.norm_ffn(x)), state
+        regions = _COMPILED.get(self.compiled) if self.compiled and x.shape[1] >= SHORT_SEQUENCE else None
+        before, after = regions or (_block_before_kernel, _block_after_kernel)
+        q, k, v, i, f, o, dtype = before(self, x)
+        h, state = self.mlstm_layer.backend(q, k, v, i, f, state)
+        return after(self, x, h, o, dtype), state
+
+
+# The blocks' work around the mLSTM kernel, as functions of (block, tensors), so that one torch.compile of
+# each serves all blocks (parameters are graph inputs) and the Triton kernel stays outside the graphs.
+def _block_before_kernel(block: XLSTMLargeBlock, x: torch.Tensor):
+    xn = block.norm_mlstm(x)
+    q, k, v, i, f, o = block.mlstm_layer.inputs(xn)
+    # (B, NH, S, DH) laid out as the kernel reads them: compiled, this copy is one fused pass per tensor
+    return q.contiguous(), k.contiguous(), v.contiguous(), i, f, o, xn.dtype
+
+
+def _block_after_kernel(block: XLSTMLargeBlock, x: torch.Tensor, h: torch.Tensor, o: torch.Tensor, dtype):
+    x = x + block.mlstm_layer.output(h, o, dtype)
+    return x + block.ffn(block.norm_ffn(x))
+
+
+_COMPILED: dict = {}  # torch.compile backend -> (before, after), built on first use
+
+
+def compile_blocks(model: nn.Module, backend: Optional[str] = "inductor") -> nn.Module:
+    """Opt-in: the norms, projections' epilogues, gates, SwiGLU and residuals of every xLSTM Large block
+    run as torch.compile'd regions (fused elementwise kernels) for sequences of >= SHORT_SEQUENCE tokens
+    (prefill); single tokens and short prompts stay eager. `backend=None` turns it off again. Returns model."""
+    if backend is not None and backend not in _COMPILED:
+        _COMPILED[backend] = (torch.compile(_block_before_kernel, backend=backend),
+                              torch.compile(_block_after_kernel, backend=backend))
+    for block in model.modules():
+        if isinstance(block, XLSTMLargeBlock):
+            block.compiled = backend
+    return model
 
 
 class XLSTMLargeBackbone(nn.Module):
@@ -121,6 +162,10 @@ class XLSTMLargeLM(GenerationMixin, nn.Module):
         if config.tie_word_embeddings:
             self.lm_head.weight = self.backbone.embeddings.weight
 
-    def forward(self, input_ids: torch.Tensor, state: Optional[LMState] = None) -> LMOutput:
+    def forward(self, input_ids: torch.Tensor, state: Optional[LMState] = None, logits_to_keep: int = 0) -> LMOutput:
+        """`logits_to_keep` > 0: logits of the last that many positions only (generation's prefill needs
+        one: the lm_head and the float32 soft-capped logits of the others are skipped); 0: all."""
         x, state = self.backbone(input_ids, state)
+        if logits_to_keep:
+            x = x[:, -logits_to_keep:]
         return LMOutput(soft_cap(self.lm_head(x).float(), self.config.output_logit_soft_cap), state)

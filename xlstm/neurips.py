@@ -69,7 +69,10 @@ class XLSTMLM(GenerationMixin, nn.Module):
         if config.tie_weights:
             self.lm_head.weight = self.token_embedding.weight
 
-    def forward(self, input_ids: torch.Tensor, state: Optional[LMState] = None) -> LMOutput:
+    def forward(self, input_ids: torch.Tensor, state: Optional[LMState] = None, logits_to_keep: int = 0) -> LMOutput:
+        """`logits_to_keep` > 0: logits of the last that many positions only (generation's prefill); 0: all."""
         x = self.emb_dropout(self.token_embedding(input_ids))
         x, state = self.xlstm_block_stack(x, state)
+        if logits_to_keep:
+            x = x[:, -logits_to_keep:]
         return LMOutput(self.lm_head(x).float(), state)
