@@ -86,7 +86,7 @@ def _loop(recipe, task: Task, model, wrapped, optimizer, scheduler, dist: Dist, 
     cfg, ev = recipe.train, recipe.eval
     step, metrics, stopped = start, {}, False
     tokens, tick = 0, time.perf_counter()
-    bar = tqdm(total=cfg.max_steps, initial=start, disable=not dist.main, dynamic_ncols=True, desc="train")
+    bar = tqdm(total=cfg.max_steps, initial=start, disable=not dist.main, dynamic_ncols=True, desc=out.name)
     for step in range(start + 1, cfg.max_steps + 1):
         batch = task.train_batch(cfg.seed, step, cfg.batch_size)
         tokens += batch.inputs.numel()
