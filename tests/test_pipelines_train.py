@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -98,11 +99,17 @@ def test_bf16_autocast_trains(tmp_path):
     assert all(0 < loss < 5 for loss in losses(tmp_path).values())
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_two_gloo_processes_match_one(tmp_path):
     args = [PARITY, *SMALL, "train.max_steps=6", "train.checkpoint_every=0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-                "-m", "xlstm_zoo.registry.cli"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                str(free_port()), "-m", "xlstm_zoo.registry.cli"]
     subprocess.run([*torchrun, "train", *args, "--out", str(tmp_path / "two")], env=env, check=True,
                    capture_output=True)
     subprocess.run(cli("train", *args, "--out", str(tmp_path / "one")), env=env, check=True, capture_output=True)
