@@ -29,7 +29,7 @@ class Lengths(Schema):
 
 class ModelRef(Schema):
     name: str = Field(min_length=1)
-    """A zoo name or a YAML path (relative to the recipe file)."""
+    """A zoo name, a YAML path (relative to the recipe file) or `local-dir:PATH` (a checkpoint directory)."""
     overrides: dict[str, Any] = {}
     """Dotted keys applied to the entry, e.g. `model.slstm_at: []`."""
     pretrained: bool | str = False
