@@ -47,7 +47,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path, one_thread):
+def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path, one_thread, capsys):
     args = [PARITY, *SMALL, "train.max_steps=40", "train.checkpoint_every=10"]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(cli("train", *args, "--out", str(killed)), stdout=subprocess.DEVNULL,
@@ -64,6 +64,8 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path, one_thread
     resumed, straight = losses(killed), losses(tmp_path / "straight")
     assert list(resumed) == list(range(1, 41))
     assert resumed[40] == straight[40] and resumed == straight
+    assert main(["train", *args, "train.seed=5", "--out", str(killed), "--resume"]) == 2
+    assert "--resume: the recipe differs" in capsys.readouterr().err
     # A finished run resumes to the same end without training further.
     assert main(["train", *args, "--out", str(killed), "--resume"]) == 0
     assert list(losses(killed)) == list(range(1, 41))

@@ -20,7 +20,7 @@ from . import checkpoint
 from .distributed import Dist, setup
 from .evaluate import autocast, evaluate
 from .metrics import MetricsLog, plot
-from .recipes import build, save_recipe
+from .recipes import build, load_recipe, save_recipe
 
 
 def lr_factor(schedule: Schedule, max_steps: int):
@@ -63,6 +63,8 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> dict:
     start, finished = 0, False
     found = checkpoint.latest(out / "checkpoints") if resume else None
     if found is not None:
+        if load_recipe(out / "recipe.yaml") != recipe:
+            raise ValueError(f"--resume: the recipe differs from the one {out} was started with ({out / 'recipe.yaml'})")
         start, finished = checkpoint.load(found, model, optimizer, scheduler)
     elif dist.main:
         out.mkdir(parents=True, exist_ok=True)
