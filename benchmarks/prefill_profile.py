@@ -16,7 +16,7 @@ import time
 import torch
 
 from xlstm_zoo.registry.bench import Report, _rel, _versions
-from xlstm_zoo.registry.bench_models import SEVEN_B, _ms, _zoo_7b
+from xlstm_zoo.registry.bench_models import SEVEN_B, _ms, _zoo_7b, by_kind, kernel_times
 from xlstm_zoo.xlstm.large import compile_blocks
 
 
@@ -35,29 +35,11 @@ def kind(name: str) -> str:
     return "elementwise (eager)"
 
 
-def profile(step, reps: int = 2):
-    from torch.profiler import ProfilerActivity, profile as prof_
-    step()
-    torch.cuda.synchronize()
-    with prof_(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(reps):
-            step()
-        torch.cuda.synchronize()
-    kinds, names = {}, {}
-    for ev in prof.events():
-        if ev.device_type != torch.autograd.DeviceType.CUDA:
-            continue
-        us = ev.time_range.elapsed_us()
-        k = kind(ev.name)
-        c, t = kinds.get(k, (0, 0.0))
-        kinds[k] = (c + 1, t + us)
-        c, t = names.get(ev.name, (0, 0.0))
-        names[ev.name] = (c + 1, t + us)
-    rows = [[k, c / reps, t / reps / 1e3] for k, (c, t) in sorted(kinds.items(), key=lambda kv: -kv[1][1])]
-    rows.append(["all", sum(r[1] for r in rows), sum(r[2] for r in rows)])
-    top = [[n[:90], kind(n), c / reps, t / reps / 1e3] for n, (c, t) in
-           sorted(names.items(), key=lambda kv: -kv[1][1])[:14]]
-    return rows, top
+def profile(step):
+    """GPU time of one call of `step` by kernel kind, and its 14 most expensive kernels."""
+    times = kernel_times(step, reps=2)
+    top = [[n[:90], kind(n), c, t] for n, (c, t) in sorted(times.items(), key=lambda kv: -kv[1][1])[:14]]
+    return by_kind(times, kind), top
 
 
 def main():

@@ -82,8 +82,8 @@ def _decode_floor_ms(model, batch: int, bandwidth: float) -> float:
     return (weights + state) / bandwidth * 1e3
 
 
-def _profile(step: Callable, reps: int = 5) -> list:
-    """Kernel time of `step` by kind (matrix products, mLSTM step, the rest), per step, from CUPTI."""
+def kernel_times(step: Callable, reps: int = 5) -> dict:
+    """GPU time of each kernel `step` launches, from CUPTI: {kernel name: (launches, ms)} per step."""
     import torch
     from torch.profiler import ProfilerActivity, profile
     step()
@@ -92,18 +92,29 @@ def _profile(step: Callable, reps: int = 5) -> list:
         for _ in range(reps):
             step()
         torch.cuda.synchronize()
-    kinds: dict = {}
+    times: dict = {}
     for ev in prof.events():
-        if ev.device_type != torch.autograd.DeviceType.CUDA:
-            continue
-        name = ev.name.lower()
-        kind = ("mLSTM step (Triton)" if "step_kernel" in name else
-                "matrix products (cuBLAS)" if any(k in name for k in ("gemv", "gemm", "nvjet", "cutlass", "sm90")) else
-                "copies" if "memcpy" in name or "copy" in name else "elementwise / norms / reductions")
-        count, us = kinds.get(kind, (0, 0.0))
-        kinds[kind] = (count + 1, us + ev.time_range.elapsed_us())
-    rows = [[k, c / reps, us / reps / 1e3] for k, (c, us) in sorted(kinds.items(), key=lambda kv: -kv[1][1])]
+        if ev.device_type == torch.autograd.DeviceType.CUDA:
+            count, us = times.get(ev.name, (0, 0.0))
+            times[ev.name] = (count + 1, us + ev.time_range.elapsed_us())
+    return {name: (count / reps, us / reps / 1e3) for name, (count, us) in times.items()}
+
+
+def by_kind(times: dict, kind: Callable[[str], str]) -> list:
+    """Rows [kind, launches, ms], largest first, then the total."""
+    kinds: dict = {}
+    for name, (count, ms) in times.items():
+        c, t = kinds.get(kind(name), (0, 0.0))
+        kinds[kind(name)] = (c + count, t + ms)
+    rows = [[k, c, t] for k, (c, t) in sorted(kinds.items(), key=lambda kv: -kv[1][1])]
     return rows + [["all", sum(r[1] for r in rows), sum(r[2] for r in rows)]]
+
+
+def _decode_kind(name: str) -> str:
+    name = name.lower()
+    return ("mLSTM step (Triton)" if "step_kernel" in name else
+            "matrix products (cuBLAS)" if any(k in name for k in ("gemv", "gemm", "nvjet", "cutlass", "sm90")) else
+            "copies" if "memcpy" in name or "copy" in name else "elementwise / norms / reductions")
 
 
 def bench_generate(rep: Report, new_tokens: int):
@@ -147,7 +158,8 @@ def bench_generate(rep: Report, new_tokens: int):
             checks.append([batch, f"graph{' + compile' if compile else ''}", "equal" if same else "DIFFERENT"])
             if batch == 1:
                 rep.table(f"where one B=1 graph step's GPU time goes{' (compiled)' if compile else ''}",
-                          ["kernels", "count/step", "GPU ms/step"], _profile(lambda: runner(tok)))
+                          ["kernels", "count/step", "GPU ms/step"],
+                          by_kind(kernel_times(lambda: runner(tok)), _decode_kind))
         cuda_graph._RUNNERS.clear()
         rep.add(f"peak memory during B={batch}: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     del model

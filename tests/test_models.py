@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from xlstm_zoo import build_model, param_groups
-from xlstm_zoo.schemas import XLSTMLargeLMConfig, XLSTMLMConfig
 
 NEURIPS = dict(kind="xlstm-lm", vocab_size=50, embedding_dim=32, num_blocks=3, mlstm_block={"mlstm": {"num_heads": 2}},
                slstm_block={"slstm": {"num_heads": 2}}, slstm_at=[1], kernels={"chunk_size": 4})

@@ -1,6 +1,6 @@
 """sLSTM Triton kernel on the GPU: correctness of the split (barrier) path, timings against the previous kernel
 and FlashRNN, in one process. Usage: python3 run_slstm_gpu.py {check,time,ncu} (see the run command in README)."""
-import importlib.util, json, math, os, sys, time
+import json, math, os, sys, time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
