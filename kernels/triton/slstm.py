@@ -69,20 +69,28 @@ def _stream(x, xrow, bm, wbase, wrow, wcol, DH, u, um, TRANS: tl.constexpr, BB: 
 
 
 @triton.jit
+def _tile(cnt, B, S, NH, DH, BB: tl.constexpr, U: tl.constexpr):
+    """This program's head, batch rows and units (with their masks), the offsets of its slot 0 in the
+    (B, S + 1, NH, DH) state buffers, and its head group's step counter."""
+    pb, hd, k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    bidx = pb * BB + tl.arange(0, BB)
+    u = k * U + tl.arange(0, U)
+    um = u < DH
+    bm = bidx < B
+    mask = bm[:, None] & um[None, :]
+    so = (bidx[:, None] * (S + 1) * NH + hd) * DH + u[None, :]
+    return hd, bidx, bm, u, um, mask, so, cnt + (pb * NH + hd) * 32
+
+
+@triton.jit
 def _fw(wx, r, bias, st, raw, y, cnt, B, S, NH, DH, T0, T1, BB: tl.constexpr, DHP: tl.constexpr,
         U: tl.constexpr, BK: tl.constexpr, NSPLIT: tl.constexpr, RESIDENT: tl.constexpr, SYNC: tl.constexpr,
         PREC: tl.constexpr):
     """Steps [T0, T1). st: (4, B, S + 1, NH, DH) float32 states (c, n, h, m); slot T0 holds the incoming ones."""
-    pb, hd, k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     WT = r.dtype.element_ty
-    bidx = pb * BB + tl.arange(0, BB)
-    bm = bidx < B
-    u = k * U + tl.arange(0, U)
-    um = u < DH
-    mask = bm[:, None] & um[None, :]
+    hd, bidx, bm, u, um, mask, so, ctr = _tile(cnt, B, S, NH, DH, BB, U)
     SZ = B * (S + 1) * NH * DH
     ND = NH * DH
-    so = (bidx[:, None] * (S + 1) * NH + hd) * DH + u[None, :]  # slot 0 of this block's units
     c = tl.load(st + so + T0 * ND, mask=mask, other=0.0)
     n = tl.load(st + SZ + so + T0 * ND, mask=mask, other=0.0)
     m = tl.load(st + 3 * SZ + so + T0 * ND, mask=mask, other=0.0)
@@ -100,7 +108,6 @@ def _fw(wx, r, bias, st, raw, y, cnt, B, S, NH, DH, T0, T1, BB: tl.constexpr, DH
         w_f = tl.load(rbase + DH + woff, mask=wm, other=0.0)
         w_z = tl.load(rbase + 2 * DH + woff, mask=wm, other=0.0)
         w_o = tl.load(rbase + 3 * DH + woff, mask=wm, other=0.0)
-    ctr = cnt + (pb * NH + hd) * 32
     gx = wx + (bidx[:, None] * S * 4 * NH + hd) * DH + u[None, :]
     for t in range(T0, T1):
         go = t * 4 * ND
@@ -151,18 +158,12 @@ def _bw(dy, dfin, r, st, raw, draw, dcar, dinit, cnt, B, S, NH, DH, T_hi, T_lo, 
     """Back through steps T_hi - 1 down to T_lo. dfin/dinit: (3, B, NH, DH) gradients of (c, n, h) after the
     last / before the first step; dcar: (2, B, NH, DH) the (dc, dn) carried between launches. With TAIL, the
     gradient of the initial h is formed at the end (needs all gate gradients of step 0)."""
-    pb, hd, k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     WT = r.dtype.element_ty
-    bidx = pb * BB + tl.arange(0, BB)
-    bm = bidx < B
-    u = k * U + tl.arange(0, U)
-    um = u < DH
-    mask = bm[:, None] & um[None, :]
+    hd, bidx, bm, u, um, mask, so, ctr = _tile(cnt, B, S, NH, DH, BB, U)
     SZ = B * (S + 1) * NH * DH
     FZ = B * NH * DH
     ND = NH * DH
     fo = (bidx[:, None] * NH + hd) * DH + u[None, :]
-    so = (bidx[:, None] * (S + 1) * NH + hd) * DH + u[None, :]
     dc = tl.load(dcar + fo, mask=mask, other=0.0)
     dn = tl.load(dcar + FZ + fo, mask=mask, other=0.0)
     rbase = r + hd * DH * 4 * DH  # R^T[e, u] of gate g = R[hd, u, g, e] = rbase[u * 4 DH + g DH + e]
@@ -175,7 +176,6 @@ def _bw(dy, dfin, r, st, raw, draw, dcar, dinit, cnt, B, S, NH, DH, T_hi, T_lo, 
         v_f = tl.load(rbase + DH + voff, mask=vm, other=0.0)
         v_z = tl.load(rbase + 2 * DH + voff, mask=vm, other=0.0)
         v_o = tl.load(rbase + 3 * DH + voff, mask=vm, other=0.0)
-    ctr = cnt + (pb * NH + hd) * 32
     gb = (bidx[:, None] * S * 4 * NH + hd) * DH + u[None, :]
     n_it = T_hi - T_lo
     for it in range(0, n_it):
