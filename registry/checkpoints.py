@@ -24,6 +24,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
+from tqdm import tqdm
 
 from .. import __version__
 from ..schemas.entry import SCHEMA_VERSION
@@ -362,14 +363,19 @@ def load_checkpoint(model: nn.Module, path: PathLike, strict: bool = True, *,
     if path.is_dir():
         found = find_weight_files(path)
         digests = {**found.sha256, **(sha256 or {})}
-        for name, digest in digests.items():
+        for name, digest in _progress(list(digests.items()), "verifying sha256"):
             verify_sha256(path / name, digest)
         files = found.files
     else:
         verify_sha256(path, (sha256 or {}).get(path.name))
         files = [path]
-    tensors = (item for file in files for item in iter_tensors(file))
+    tensors = (item for file in _progress(files, "loading shards") for item in iter_tensors(file))
     return load_tensors(model, tensors, strict=strict, device=device, source=str(path), fill=fill)
+
+
+def _progress(items: list, desc: str):
+    """A progress bar over checkpoint files when there are several (XLSTM_ZOO_PROGRESS=0 turns it off)."""
+    return tqdm(items, desc=desc, unit="file", disable=len(items) < 2 or os.environ.get("XLSTM_ZOO_PROGRESS") == "0")
 
 
 def _stored_dtype(files: list[Path]) -> Optional[torch.dtype]:
