@@ -9,6 +9,8 @@ where register_*, LMAdapter, DEVICE, DTYPE are defined), so ours and the peers a
 `auto` kernels take our Triton kernels on CUDA and the native ones on the CPU smoke test.
 """
 
+import torch
+
 try:
     import xlstm_zoo
     from xlstm_zoo.kernels import get_mlstm_kernel, get_mlstm_step_kernel
