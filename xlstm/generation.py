@@ -118,6 +118,7 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, do_sample: boo
         raise ValueError(f"top_p: expected in (0, 1], got {top_p}")
     logits, state = _prefill(model, input_ids, attention_mask)
     decode = graph_decoder(model, state) if _use_graph(model, input_ids, cuda_graph) else _eager_decoder(model, state)
+    del state  # the decoder holds what it needs: the graph runner copied it into its own buffers
     done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     tokens = []
     for step in range(max_new_tokens):
