@@ -116,8 +116,9 @@ def mlstm_parallel(
     )
 
 
-def mlstm_step(q, k, v, i, f, c, n, m, *, eps=1e-6):
-    """One recurrent step. q, k (B, NH, DHQK); v (B, NH, DHV); i, f (B, NH, 1); returns h (B, NH, DHV), states."""
+def mlstm_step(q, k, v, i, f, c, n, m, *, eps=1e-6, c_out=None):
+    """One recurrent step. q, k (B, NH, DHQK); v (B, NH, DHV); i, f (B, NH, 1); returns h (B, NH, DHV), states.
+    `c_out` (optional, may be `c`): a tensor the new C is written into and returned as."""
     dtype = _compute_dtype(q)
     c, n, m = c.to(dtype), n.to(dtype), m.to(dtype)
     qs = q.to(dtype) * q.shape[-1] ** -0.5
@@ -131,7 +132,7 @@ def mlstm_step(q, k, v, i, f, c, n, m, *, eps=1e-6):
     num = (qs.unsqueeze(-2) @ c).squeeze(-2)
     den = (qs * n).sum(-1, keepdim=True)
     h = num / (torch.maximum(den.abs(), torch.exp(-m_new)) + eps)
-    return h.to(q.dtype), (c, n, m_new)
+    return h.to(q.dtype), (c if c_out is None else c_out.copy_(c), n, m_new)
 
 
 def mlstm_sequence(

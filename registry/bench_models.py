@@ -113,55 +113,74 @@ def by_kind(times: dict, kind: Callable[[str], str]) -> list:
 def _decode_kind(name: str) -> str:
     name = name.lower()
     return ("mLSTM step (Triton)" if "step_kernel" in name else
+            "fused pointwise (Triton)" if any(k in name for k in ("rms_norm", "norm_gate", "swiglu", "soft_cap")) else
             "matrix products (cuBLAS)" if any(k in name for k in ("gemv", "gemm", "nvjet", "cutlass", "sm90")) else
             "copies" if "memcpy" in name or "copy" in name else "elementwise / norms / reductions")
 
 
+def _set_pointwise(model, choice: str) -> None:
+    for block in model.backbone.blocks:
+        block.pointwise = choice
+
+
 def bench_generate(rep: Report, new_tokens: int):
-    """Greedy decode after a 128-token prompt: ours (graph, graph+compile, eager) and the peer, B=1 and 8."""
+    """Greedy decode after a 128-token prompt, B=1 and 8: ours by weight layout and pointwise kernels
+    (graph replay alone, and whole generate calls for the default), greedy tokens against the eager loop
+    of the same variant; the peer."""
     import torch
 
     from ..xlstm import cuda_graph
+    from ..xlstm.large import set_weight_mode
     model = _zoo_7b()
     bw = _copy_bandwidth()
-    rows, checks = [], []
+    rows, checks, eager_tokens = [], [], {}
     gen = torch.Generator(device="cuda").manual_seed(0)
-    for batch in (1, 8):
-        ids = torch.randint(0, SEVEN_B["vocab_size"], (batch, 128), device="cuda", generator=gen)
-        prefill = _ms(lambda: model(ids), reps=3)
-
-        def run(n, **kw):
-            return model.generate(ids, n, eos_token_id=None, **kw)
-        floor = _decode_floor_ms(model, batch, bw)
-        ref = run(32, cuda_graph=False)
-        for name, kw, n in (("zoo, CUDA graph (default)", {}, new_tokens),
-                            ("zoo, eager", {"cuda_graph": False}, 16)):
-            total = _ms(lambda: run(n, **kw), reps=2)
-            per = (total - prefill) / (n - 1)
-            rows.append([batch, name, total, per, batch * 1e3 / per, floor, per / floor])
-        with torch.no_grad():
-            _, state = model(ids)
-        for compile in (False, True):
-            runner = cuda_graph.graph_decoder(model, state, compile=compile)
+    variants = [("single weights, PyTorch pointwise", "single", "native", False),
+                ("single weights, fused pointwise (default)", "single", "auto", False),
+                ("fused weights, fused pointwise", "fused", "auto", False),
+                ("fused weights, fused pointwise, torch.compile", "fused", "auto", True)]
+    prompts = {batch: torch.randint(0, SEVEN_B["vocab_size"], (batch, 128), device="cuda", generator=gen)
+               for batch in (1, 8)}
+    for label, weight_mode, pointwise, compile in variants:
+        set_weight_mode(model, weight_mode)
+        _set_pointwise(model, pointwise)
+        for batch, ids in prompts.items():
+            floor = _decode_floor_ms(model, batch, bw)
+            ref = model.generate(ids, 32, eos_token_id=None, cuda_graph=False)
+            first = eager_tokens.setdefault(batch, ref)
+            checks.append([batch, f"{label}: eager vs the first variant's eager",
+                           "equal" if torch.equal(ref, first) else
+                           f"{(ref[:, 128:] == first[:, 128:]).float().mean().item():.2f} of tokens equal"])
+            if "(default)" in label:  # whole generate calls: prefill, capture (cached after the first), steps
+                prefill = _ms(lambda: model(ids, logits_to_keep=1), reps=3)
+                for name, kw, n in (("generate, CUDA graph", {}, new_tokens), ("generate, eager", {"cuda_graph": False}, 16)):
+                    total = _ms(lambda: model.generate(ids, n, eos_token_id=None, **kw), reps=2)
+                    per = (total - prefill) / (n - 1)
+                    rows.append([batch, f"zoo {label}: {name}", total, per, batch * 1e3 / per, floor, per / floor])
+            with torch.no_grad():
+                _, state = model(ids)
+            try:
+                runner = cuda_graph.graph_decoder(model, state, compile=compile)
+            except Exception as exc:  # a variant that cannot be captured is a row, not the end of the run
+                rows.append([batch, f"zoo {label}: FAILED {type(exc).__name__}: {str(exc)[:80]}", "", "", "", "", ""])
+                continue
             tok = torch.zeros(batch, dtype=torch.long, device="cuda")
             step = _ms(lambda: [runner(tok) for _ in range(20)], reps=3) / 20
-            rows.append([batch, f"zoo, graph replay only{' + torch.compile' if compile else ''}", "", step,
-                         batch * 1e3 / step, floor, step / floor])
-            # greedy tokens of this runner against the eager loop
+            rows.append([batch, f"zoo {label}: graph replay", "", step, batch * 1e3 / step, floor, step / floor])
             runner.start(state)
-            logits, toks = model(ids)[0][:, -1], []
+            logits, toks = model(ids, logits_to_keep=1)[0][:, -1], []
             for _ in range(31):
                 toks.append(logits.argmax(-1))
                 logits = runner(toks[-1])
             toks.append(logits.argmax(-1))
             same = torch.equal(torch.stack(toks, 1), ref[:, 128:])
-            checks.append([batch, f"graph{' + compile' if compile else ''}", "equal" if same else "DIFFERENT"])
+            checks.append([batch, label, "equal" if same else "DIFFERENT"])
             if batch == 1:
-                rep.table(f"where one B=1 graph step's GPU time goes{' (compiled)' if compile else ''}",
-                          ["kernels", "count/step", "GPU ms/step"],
+                rep.table(f"where one B=1 graph step's GPU time goes: {label}", ["kernels", "count/step", "GPU ms/step"],
                           by_kind(kernel_times(lambda: runner(tok)), _decode_kind))
-        cuda_graph._RUNNERS.clear()
-        rep.add(f"peak memory during B={batch}: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+            cuda_graph._RUNNERS.clear()
+            rep.add(f"{label}, B={batch}: peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+            torch.cuda.reset_peak_memory_stats()
     del model
     _free()
     peer = _peer_7b()
@@ -178,7 +197,8 @@ def bench_generate(rep: Report, new_tokens: int):
         _free()
     rep.table(f"xLSTM-7B greedy decode, 128-token prompt, bf16 (copy bandwidth {bw / 1e12:.2f} TB/s)",
               ["B", "implementation", "generate ms", "ms/step", "tokens/s", "floor ms/step", "/ floor"], rows)
-    rep.table("greedy tokens (32) of the graph runner against the eager loop", ["B", "runner", "tokens"], checks)
+    rep.table("greedy tokens (32) of the graph runner against the eager loop of the same variant",
+              ["B", "variant", "tokens"], checks)
 
 
 def bench_prefill(rep: Report):
@@ -197,7 +217,7 @@ def bench_prefill(rep: Report):
                 ms = _ms(lambda: fn(ids), reps=5)
             rows.append([S, name, ms, S / ms * 1e3, (torch.cuda.max_memory_allocated() - base) / 2**30])
 
-    from ..xlstm.large import compile_blocks
+    from ..xlstm.large import compile_blocks, set_weight_mode
     model = _zoo_7b()
     chunk = model.config.kernels.chunk_size
     for size in (128, 256, chunk):  # the config's size last: the fast paths below run with it
@@ -205,11 +225,17 @@ def bench_prefill(rep: Report):
             backend = block.mlstm_layer.backend
             backend.config = backend.config.model_copy(update={"chunk_size": size})
         measure(f"zoo, Triton chunkwise L={size}" + (" (config)" if size == chunk else ""), model)
-    # what generate's prefill runs: the last position's logits only, then also the compiled block regions
-    measure("zoo, last-position logits (generate's prefill)", lambda ids: model(ids, logits_to_keep=1))
+    # what generate's prefill runs: the last position's logits only; by pointwise kernels and weight layout
+    last = lambda ids: model(ids, logits_to_keep=1)  # noqa: E731
+    measure("zoo, last-position logits (generate's prefill, default)", last)
+    _set_pointwise(model, "native")
+    measure("zoo, last-position logits, PyTorch pointwise", last)
     compile_blocks(model)
-    measure("zoo, last-position logits + compile_blocks (opt-in)", lambda ids: model(ids, logits_to_keep=1))
+    measure("zoo, last-position logits, compile_blocks", last)
     compile_blocks(model, None)
+    _set_pointwise(model, "auto")
+    set_weight_mode(model, "fused")
+    measure("zoo, last-position logits, fused weights", last)
     del model
     _free()
     peer = _peer_7b()

@@ -30,6 +30,7 @@ from .. import __version__
 from ..schemas.entry import SCHEMA_VERSION
 from ..schemas.models import XLSTMLargeLMConfig, XLSTMLMConfig
 from ..schemas.yaml_io import dump_yaml, load_yaml, validate_document
+from ..xlstm.large import set_weight_mode
 from .convert_hf import from_hf_config, to_hf_config, transformers_fill
 
 CONFIG_NAME = "config.json"
@@ -395,6 +396,19 @@ def _stored_dtype(files: list[Path]) -> Optional[torch.dtype]:
     return None
 
 
+def _stored_weight_mode(files: list[Path]) -> Optional[str]:
+    """"fused" or "single" for xLSTM Large safetensors weights, from the tensor names in the headers."""
+    for file in files:
+        if file.suffix == ".safetensors":
+            with safe_open(str(file), framework="pt") as f:
+                for name in f.keys():
+                    if name.endswith(("qkv_opreact.weight", "proj_up_gate_z.weight")):
+                        return "fused"
+                    if name.endswith(("mlstm_layer.q.weight", "ffn.proj_up.weight")):
+                        return "single"
+    return None
+
+
 def read_config(directory: Path):
     """Our config from `zoo.yaml`, else from a transformers `config.json`."""
     if (directory / ZOO_CONFIG_NAME).is_file():
@@ -418,7 +432,14 @@ def _build_and_load(config, directory: Path, *, device, dtype, strict: bool, sha
     model = build_model(config, device="meta", dtype=dtype, overrides=overrides)
     from_transformers = not (directory / ZOO_CONFIG_NAME).is_file() and model.config.kind == "xlstm-large-lm"
     fill = transformers_fill(model.config) if from_transformers else None
+    # An xLSTM Large checkpoint loads into either weight mode: into its own, then converted.
+    wanted = getattr(model.config, "weight_mode", None)
+    stored = _stored_weight_mode(found.files) if wanted else None
+    if stored and stored != wanted:
+        set_weight_mode(model, stored)
     load_checkpoint(model, directory, strict=strict, sha256=sha256, device=device, fill=fill)
+    if stored and stored != wanted:
+        set_weight_mode(model, wanted)
     return model.eval()
 
 

@@ -8,11 +8,6 @@ from pydantic import Field, field_validator
 
 from .base import Schema
 
-CHUNKWISE_KERNELS = ("chunkwise--auto", "chunkwise--native", "chunkwise--triton", "parallel--native")
-SEQUENCE_KERNELS = ("auto", "native", "triton")
-STEP_KERNELS = ("auto", "native", "triton")
-SLSTM_KERNELS = ("auto", "native", "triton")
-
 # Names used by mlstm_kernels / NX-AI xlstm / transformers, mapped onto ours (same math, different code).
 KERNEL_ALIASES = {
     "chunkwise--native_autograd": "chunkwise--native",
@@ -59,6 +54,9 @@ class KernelConfig(Schema):
     """Single-token kernel used for generation."""
     slstm_kernel: SLSTMKernel = "auto"
     """sLSTM recurrence kernel."""
+    pointwise_kernel: Literal["auto", "native", "triton"] = "auto"
+    """Norms, gate soft-caps, SwiGLU and residual adds of xLSTM Large blocks without autograd (inference):
+    `auto` runs them as fused Triton kernels on CUDA, one pass each, and as PyTorch ops elsewhere."""
     mode: Literal["train", "inference", "train_with_padding"] = "train"
     """train: the chunkwise kernel for every length; inference: single tokens go through the step kernel."""
     chunk_size: int = Field(64, ge=1, le=1024)

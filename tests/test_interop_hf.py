@@ -89,17 +89,25 @@ def fuse(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def test_fused_transformers_directory(tmp_path):
     """A fused-mode directory (transformers cannot build one itself: its fused init crashes) loads
-    into our fused model and matches the single-mode transformers model."""
+    into our fused model and matches the single-mode transformers model; each layout also loads into
+    the other weight mode (converted after loading)."""
     hf, hf_dir = make_hf(tmp_path, seed=1, **SHAPES["base"])
-    weights = tmp_path / "hf" / "model.safetensors"
-    save_file(fuse(load_file(weights)), weights, metadata={"format": "pt"})
-    config = json.loads((tmp_path / "hf" / "config.json").read_text())
-    (tmp_path / "hf" / "config.json").write_text(json.dumps({**config, "weight_mode": "fused"}))
-    ours = build_model(f"local-dir:{hf_dir}")
-    assert ours.config.weight_mode == "fused"
     ids = torch.randint(0, VOCAB, (3, 21))
     with torch.no_grad():
-        assert rel_err(hf(ids).logits, ours(ids).logits) < 1e-4
+        expected = hf(ids).logits
+        as_fused = build_model(f"local-dir:{hf_dir}", overrides={"model.weight_mode": "fused"})
+        assert "backbone.blocks.0.mlstm_layer.qkv_opreact.weight" in as_fused.state_dict()
+        assert rel_err(expected, as_fused(ids).logits) < 1e-4
+        weights = tmp_path / "hf" / "model.safetensors"
+        save_file(fuse(load_file(weights)), weights, metadata={"format": "pt"})
+        config = json.loads((tmp_path / "hf" / "config.json").read_text())
+        (tmp_path / "hf" / "config.json").write_text(json.dumps({**config, "weight_mode": "fused"}))
+        ours = build_model(f"local-dir:{hf_dir}")
+        assert ours.config.weight_mode == "fused"
+        assert rel_err(expected, ours(ids).logits) < 1e-4
+        as_single = build_model(f"local-dir:{hf_dir}", overrides=["model.weight_mode=single"])
+        assert as_single.config.weight_mode == "single"
+        assert rel_err(expected, as_single(ids).logits) < 1e-4
 
 
 def test_convert_cli_from_hf(tmp_path, capsys):

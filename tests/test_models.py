@@ -1,11 +1,13 @@
 """Both model families: forward/backward, state passing, step vs chunkwise, init and weight-decay rules."""
 
+import copy
 import math
 
 import pytest
 import torch
 
 from xlstm_zoo import build_model, param_groups
+from xlstm_zoo.xlstm.large import set_weight_mode
 
 NEURIPS = dict(kind="xlstm-lm", vocab_size=50, embedding_dim=32, num_blocks=3, mlstm_block={"mlstm": {"num_heads": 2}},
                slstm_block={"slstm": {"num_heads": 2}}, slstm_at=[1], kernels={"chunk_size": 4})
@@ -156,6 +158,13 @@ def test_fused_and_single_weight_modes_agree():
     fused.load_state_dict({k: v for k, v in fsd.items() if k in fused.state_dict()})
     x = ids()
     torch.testing.assert_close(fused(x).logits, single(x).logits)
+    # set_weight_mode converts in place to exactly these tensors, and back
+    converted = set_weight_mode(copy.deepcopy(single), "fused")
+    assert converted.config.weight_mode == "fused"
+    assert {k: v.tolist() for k, v in converted.state_dict().items()} == \
+        {k: v.tolist() for k, v in fused.state_dict().items()}
+    back = set_weight_mode(converted, "single").state_dict()
+    assert set(back) == set(sd) and all(torch.equal(back[k], sd[k]) for k in sd)
 
 
 def test_bfloat16_and_autocast():

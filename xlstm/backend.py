@@ -6,6 +6,8 @@ Triton or compiles anything.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 from typing import Optional
 
@@ -17,6 +19,20 @@ from .state import MLSTMState, SLSTMState
 
 # Below this many tokens, inference mode runs the recurrent loop instead of the chunkwise kernel.
 SHORT_SEQUENCE = 16
+
+_STEP_IN_PLACE = contextvars.ContextVar("step_in_place", default=False)
+
+
+@contextlib.contextmanager
+def states_updated_in_place():
+    """Inside, single-token steps write the new mLSTM C into the state they were given (when it is a
+    contiguous float32 tensor) instead of a new one. For owners of static state buffers (the CUDA-graph
+    decoder): the largest state then needs no copy per token. Elsewhere states are never written into."""
+    token = _STEP_IN_PLACE.set(True)
+    try:
+        yield
+    finally:
+        _STEP_IN_PLACE.reset(token)
 
 
 def _dtype(name: str) -> torch.dtype:
@@ -53,8 +69,9 @@ class MLSTMBackend:
                 c = q.new_zeros(B, NH, DHQK, v.shape[-1], dtype=torch.float32)
                 n = q.new_zeros(B, NH, DHQK, dtype=torch.float32)
                 m = q.new_zeros(B, NH, 1, dtype=torch.float32)
+            in_place = _STEP_IN_PLACE.get() and c.dtype == torch.float32 and c.is_contiguous()
             h, (c, n, m) = self.step(q[:, :, 0], k[:, :, 0], v[:, :, 0], i[..., :1], f[..., :1],
-                                     c, n, m, eps=cfg.eps)
+                                     c, n, m, eps=cfg.eps, **({"c_out": c} if in_place else {}))
             h = h.unsqueeze(2)
         else:
             kernel = self.sequence if cfg.mode == "inference" and S < SHORT_SEQUENCE else self.chunkwise

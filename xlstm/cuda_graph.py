@@ -3,8 +3,8 @@
 An eager 7B decode step launches ~1,600 small kernels from Python: ~57 ms of host time per token for
 ~9 ms of GPU work. Captured once, a step is one graph launch: the forward reads a static token buffer and
 static state buffers owned by the runner, and the new state is copied back into those buffers inside the
-graph (the model itself never writes into a state). Runners are cached per model and batch size, so the
-capture is paid once, not per `generate` call.
+graph, except the mLSTM C, which the step kernel updates in place (`states_updated_in_place`). Runners
+are cached per model and batch size, so the capture is paid once, not per `generate` call.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import weakref
 
 import torch
 
+from .backend import states_updated_in_place
 from .state import LMState
 
 _RUNNERS: "weakref.WeakKeyDictionary[torch.nn.Module, GraphDecoder]" = weakref.WeakKeyDictionary()
@@ -49,9 +50,11 @@ class GraphDecoder:
 
     @torch.no_grad()
     def _step(self) -> torch.Tensor:
-        logits, new = self.forward(self.model(), self.token, self.state)
+        with states_updated_in_place():  # the mLSTM C buffers are updated by the step kernel itself
+            logits, new = self.forward(self.model(), self.token, self.state)
         for dst, src in zip(self.state.tensors(), new.tensors()):
-            dst.copy_(src)
+            if dst.data_ptr() != src.data_ptr():
+                dst.copy_(src)
         return logits[:, -1]
 
     def _capture(self):

@@ -33,10 +33,12 @@ def _update(qt, kt, vt, it, ft, c, n, m, scale, eps):
 
 
 @triton.jit
-def _step_kernel(q, k, v, i, f, c, n, m, h, c_out, n_out, m_out, DHQK, DHV, T, scale, eps,
-                 DQ: tl.constexpr, BV: tl.constexpr):
-    """T recurrent steps (T = 1 for the step kernel) for one (head, DHV block)."""
+def _step_kernel(q, k, v, i, f, c, n, m, h, c_out, n_out, m_out, NH, DHQK, DHV, T,
+                 sqb, sqh, sqt, svb, svh, svt, sgb, sgh, sgt, scale, eps, DQ: tl.constexpr, BV: tl.constexpr):
+    """T recurrent steps (T = 1 for the step kernel) for one (head, DHV block). q and k share strides,
+    i and f too, so slices of a fused projection are read in place."""
     pv, bh = tl.program_id(0), tl.program_id(1)
+    b, hd = bh // NH, bh % NH
     d = tl.arange(0, DQ)
     dv = pv * BV + tl.arange(0, BV)
     md, mv = d < DHQK, dv < DHV
@@ -46,22 +48,27 @@ def _step_kernel(q, k, v, i, f, c, n, m, h, c_out, n_out, m_out, DHQK, DHV, T, s
     ns = tl.load(n + bh * DHQK + d, mask=md, other=0.0).to(tl.float32)
     ms = tl.load(m + bh).to(tl.float32)
     for t in range(T):
-        row = bh * T + t
-        qt = tl.load(q + row * DHQK + d, mask=md, other=0.0).to(tl.float32)
-        kt = tl.load(k + row * DHQK + d, mask=md, other=0.0).to(tl.float32)
-        vt = tl.load(v + row * DHV + dv, mask=mv, other=0.0).to(tl.float32)
-        it = tl.load(i + row).to(tl.float32)
-        ft = tl.load(f + row).to(tl.float32)
+        qk_at = b * sqb + hd * sqh + t * sqt + d
+        qt = tl.load(q + qk_at, mask=md, other=0.0).to(tl.float32)
+        kt = tl.load(k + qk_at, mask=md, other=0.0).to(tl.float32)
+        vt = tl.load(v + b * svb + hd * svh + t * svt + dv, mask=mv, other=0.0).to(tl.float32)
+        gate_at = b * sgb + hd * sgh + t * sgt
+        it = tl.load(i + gate_at).to(tl.float32)
+        ft = tl.load(f + gate_at).to(tl.float32)
         ht, cs, ns, ms = _update(qt, kt, vt, it, ft, cs, ns, ms, scale, eps)
-        tl.store(h + row * DHV + dv, ht.to(h.dtype.element_ty), mask=mv)
-    tl.store(c_out + coff, cs, mask=cmask)
+        tl.store(h + (bh * T + t) * DHV + dv, ht.to(h.dtype.element_ty), mask=mv)
+    tl.store(c_out + coff, cs, mask=cmask)  # c_out may be c itself: each program owns its slab
     if pv == 0:
         tl.store(n_out + bh * DHQK + d, ns, mask=md)
         tl.store(m_out + bh, ms)
 
 
-def _run(q, k, v, i, f, c, n, m, eps):
-    """q, k (B, NH, T, DHQK), v (B, NH, T, DHV), i, f (B, NH, T); states as in mlstm_step."""
+def _dense(x: torch.Tensor) -> torch.Tensor:
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
+def _run(q, k, v, i, f, c, n, m, eps, c_out=None):
+    """q, k (B, NH, T, DHQK), v (B, NH, T, DHV), i, f (B, NH, T), any strides; states as in mlstm_step."""
     B, NH, T, DHQK = q.shape
     DHV = v.shape[-1]
     check_device(q, k, v, i, f, c, n, m)
@@ -70,23 +77,32 @@ def _run(q, k, v, i, f, c, n, m, eps):
         c = torch.zeros(B, NH, DHQK, DHV, device=dev)
         n = torch.zeros(B, NH, DHQK, device=dev)
         m = torch.zeros(B, NH, 1, device=dev)
+    q, k, v, i, f = map(_dense, (q, k, v, i, f))
+    if k.stride() != q.stride():
+        q, k = q.contiguous(), k.contiguous()
+    if f.stride() != i.stride():
+        i, f = i.contiguous(), f.contiguous()
     h = torch.empty(B, NH, T, DHV, device=dev, dtype=q.dtype)
-    c_out = torch.empty(B, NH, DHQK, DHV, device=dev, dtype=torch.float32)
+    if c_out is None:
+        c_out = torch.empty(B, NH, DHQK, DHV, device=dev, dtype=torch.float32)
     n_out = torch.empty(B, NH, DHQK, device=dev, dtype=torch.float32)
     m_out = torch.empty(B, NH, 1, device=dev, dtype=torch.float32)
     DQ = max(16, triton.next_power_of_2(DHQK))
     # Enough programs to spread the state over the SMs at batch 1, slabs of >= 4 KB each.
     BV = max(16, min(triton.next_power_of_2(DHV), 4096 // DQ))
     grid = (triton.cdiv(DHV, BV), B * NH)
-    _step_kernel[grid](q.contiguous(), k.contiguous(), v.contiguous(), i.contiguous(), f.contiguous(),
-                       c.contiguous(), n.contiguous(), m.contiguous(), h, c_out, n_out, m_out,
-                       DHQK, DHV, T, DHQK ** -0.5, eps, DQ=DQ, BV=BV, num_warps=4 if DQ * BV >= 4096 else 2)
+    _step_kernel[grid](q, k, v, i, f, c.contiguous(), n.contiguous(), m.contiguous(), h, c_out, n_out, m_out,
+                       NH, DHQK, DHV, T, *q.stride()[:3], *v.stride()[:3], *i.stride()[:3], DHQK ** -0.5, eps,
+                       DQ=DQ, BV=BV, num_warps=4 if DQ * BV >= 4096 else 2)
     return h, (c_out, n_out, m_out)
 
 
-def mlstm_step(q, k, v, i, f, c, n, m, *, eps=1e-6):
-    """One step: q, k (B, NH, DHQK), v (B, NH, DHV), i, f (B, NH, 1) -> h (B, NH, DHV), float32 (c, n, m)."""
-    h, states = _run(q[:, :, None], k[:, :, None], v[:, :, None], i, f, c, n, m, eps)
+def mlstm_step(q, k, v, i, f, c, n, m, *, eps=1e-6, c_out=None):
+    """One step: q, k (B, NH, DHQK), v (B, NH, DHV), i, f (B, NH, 1) -> h (B, NH, DHV), float32 (c, n, m).
+
+    `c_out`: where to write the new C; it may be the contiguous float32 `c` itself (updated in place:
+    a captured decode step then needs no copy of the largest state)."""
+    h, states = _run(q[:, :, None], k[:, :, None], v[:, :, None], i, f, c, n, m, eps, c_out)
     return h[:, :, 0], states
 
 
