@@ -135,13 +135,12 @@ def bench_generate(rep: Report, new_tokens: int):
     bw = _copy_bandwidth()
     rows, checks, eager_tokens = [], [], {}
     gen = torch.Generator(device="cuda").manual_seed(0)
-    variants = [("single weights, PyTorch pointwise", "single", "native", False),
-                ("single weights, fused pointwise (default)", "single", "auto", False),
-                ("fused weights, fused pointwise", "fused", "auto", False),
-                ("fused weights, fused pointwise, torch.compile", "fused", "auto", True)]
+    variants = [("single weights, PyTorch pointwise", "single", "native"),
+                ("single weights, fused pointwise (default)", "single", "auto"),
+                ("fused weights, fused pointwise", "fused", "auto")]
     prompts = {batch: torch.randint(0, SEVEN_B["vocab_size"], (batch, 128), device="cuda", generator=gen)
                for batch in (1, 8)}
-    for label, weight_mode, pointwise, compile in variants:
+    for label, weight_mode, pointwise in variants:
         set_weight_mode(model, weight_mode)
         _set_pointwise(model, pointwise)
         for batch, ids in prompts.items():
@@ -159,11 +158,7 @@ def bench_generate(rep: Report, new_tokens: int):
                     rows.append([batch, f"zoo {label}: {name}", total, per, batch * 1e3 / per, floor, per / floor])
             with torch.no_grad():
                 _, state = model(ids)
-            try:
-                runner = cuda_graph.graph_decoder(model, state, compile=compile)
-            except Exception as exc:  # a variant that cannot be captured is a row, not the end of the run
-                rows.append([batch, f"zoo {label}: FAILED {type(exc).__name__}: {str(exc)[:80]}", "", "", "", "", ""])
-                continue
+            runner = cuda_graph.graph_decoder(model, state)
             tok = torch.zeros(batch, dtype=torch.long, device="cuda")
             step = _ms(lambda: [runner(tok) for _ in range(20)], reps=3) / 20
             rows.append([batch, f"zoo {label}: graph replay", "", step, batch * 1e3 / step, floor, step / floor])
@@ -176,8 +171,12 @@ def bench_generate(rep: Report, new_tokens: int):
             same = torch.equal(torch.stack(toks, 1), ref[:, 128:])
             checks.append([batch, label, "equal" if same else "DIFFERENT"])
             if batch == 1:
+                times = kernel_times(lambda: runner(tok))
                 rep.table(f"where one B=1 graph step's GPU time goes: {label}", ["kernels", "count/step", "GPU ms/step"],
-                          by_kind(kernel_times(lambda: runner(tok)), _decode_kind))
+                          by_kind(times, _decode_kind))
+                top = sorted(times.items(), key=lambda kv: -kv[1][1])[:12]
+                rep.table(f"top kernels of one B=1 graph step: {label}", ["kernel", "count/step", "GPU ms/step"],
+                          [[name[:80], count, ms] for name, (count, ms) in top])
             cuda_graph._RUNNERS.clear()
             rep.add(f"{label}, B={batch}: peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
             torch.cuda.reset_peak_memory_stats()
@@ -203,7 +202,7 @@ def bench_generate(rep: Report, new_tokens: int):
 
 def bench_prefill(rep: Report):
     """One forward over a 1 x S prompt: ours with every position's logits at three chunk sizes, with the last
-    position's only (as generate asks), and with the compiled block regions; the peer."""
+    position's only (as generate asks), with PyTorch pointwise ops, and with fused weights; the peer."""
     import torch
     rows = []
 
@@ -217,7 +216,7 @@ def bench_prefill(rep: Report):
                 ms = _ms(lambda: fn(ids), reps=5)
             rows.append([S, name, ms, S / ms * 1e3, (torch.cuda.max_memory_allocated() - base) / 2**30])
 
-    from ..xlstm.large import compile_blocks, set_weight_mode
+    from ..xlstm.large import set_weight_mode
     model = _zoo_7b()
     chunk = model.config.kernels.chunk_size
     for size in (128, 256, chunk):  # the config's size last: the fast paths below run with it
@@ -230,9 +229,6 @@ def bench_prefill(rep: Report):
     measure("zoo, last-position logits (generate's prefill, default)", last)
     _set_pointwise(model, "native")
     measure("zoo, last-position logits, PyTorch pointwise", last)
-    compile_blocks(model)
-    measure("zoo, last-position logits, compile_blocks", last)
-    compile_blocks(model, None)
     _set_pointwise(model, "auto")
     set_weight_mode(model, "fused")
     measure("zoo, last-position logits, fused weights", last)

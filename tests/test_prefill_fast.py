@@ -1,4 +1,4 @@
-"""Prefill fast paths: last-position logits only (`logits_to_keep`), compiled block regions."""
+"""Prefill fast path: last-position logits only (`logits_to_keep`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import torch
 from xlstm_zoo.registry.builder import build_model
 from xlstm_zoo.schemas.models import XLSTMLargeLMConfig, XLSTMLMConfig
 from xlstm_zoo.xlstm import generation
-from xlstm_zoo.xlstm.large import compile_blocks
 
 VOCAB = 41
 LARGE = XLSTMLargeLMConfig(vocab_size=VOCAB, embedding_dim=64, num_heads=2, num_blocks=2,
@@ -59,23 +58,3 @@ def test_generation_prefill_asks_for_the_last_logits_only(monkeypatch):
     plain = Plain()
     assert torch.equal(generation.generate(plain, torch.ones(1, 5, dtype=torch.long), 3, cuda_graph=False),
                        plain.inner.generate(torch.ones(1, 5, dtype=torch.long), 3, cuda_graph=False))
-
-
-@torch.no_grad()
-def test_compiled_block_regions_equal_eager():
-    model = _model(LARGE)
-    ids = torch.randint(0, VOCAB, (2, 24))  # >= SHORT_SEQUENCE: the compiled regions run
-    ref, ref_state = model(ids)
-    greedy = model.generate(ids[:1], 5, cuda_graph=False)
-    compile_blocks(model, backend="eager")  # dynamo graphs, no codegen: checks the regions, fast on CPU
-    try:
-        assert all(b.compiled == "eager" for b in model.backbone.blocks)
-        out, state = model(ids)
-        torch.testing.assert_close(out, ref)
-        for a, b in zip(ref_state.tensors(), state.tensors()):
-            torch.testing.assert_close(a, b)
-        assert torch.equal(model.generate(ids[:1], 5, cuda_graph=False), greedy)
-    finally:
-        compile_blocks(model, backend=None)
-    assert all(b.compiled is None for b in model.backbone.blocks)
-    assert torch.equal(model(ids).logits, ref)

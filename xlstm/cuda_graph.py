@@ -19,31 +19,25 @@ from .state import LMState
 _RUNNERS: "weakref.WeakKeyDictionary[torch.nn.Module, GraphDecoder]" = weakref.WeakKeyDictionary()
 
 
-def _key(model: torch.nn.Module, state: LMState, compile: bool) -> tuple:
-    """Batch size, options and where the weights live: a graph reads them by address, so moving the
-    model invalidates it."""
-    return (state.tensors()[0].shape[0], compile, *(t.data_ptr() for t in (*model.parameters(), *model.buffers())))
-
-
-def _forward(model, token, state):
-    return model(token, state)
+def _key(model: torch.nn.Module, state: LMState) -> tuple:
+    """Batch size and where the weights live: a graph reads them by address, so moving the model (or
+    converting its weight mode) invalidates it."""
+    return (state.tensors()[0].shape[0], *(t.data_ptr() for t in (*model.parameters(), *model.buffers())))
 
 
 class GraphDecoder:
     """`runner(token (B,)) -> logits (B, vocab)`, one decode step; `start(state)` loads a prefill state.
 
-    On CUDA the step is captured (and `compile=True` first fuses its small ops with torch.compile); on
-    other devices the same static-buffer step runs eagerly, which keeps the runner's logic testable.
-    The returned logits are a static buffer, overwritten by the next step.
+    On CUDA the step is captured; on other devices the same static-buffer step runs eagerly, which keeps
+    the runner's logic testable. The returned logits are a static buffer, overwritten by the next step.
     """
 
-    def __init__(self, model: torch.nn.Module, state: LMState, compile: bool = False):
-        self.key = _key(model, state, compile)
+    def __init__(self, model: torch.nn.Module, state: LMState):
+        self.key = _key(model, state)
         self.state = state.map(torch.clone)
         first = state.tensors()[0]
         self.token = torch.zeros(first.shape[0], 1, dtype=torch.long, device=first.device)
         self.model = weakref.ref(model)  # the cache is keyed weakly by the model: never hold it
-        self.forward = torch.compile(_forward, dynamic=False) if compile else _forward
         self.graph = None
         if self.token.is_cuda:
             self._capture()
@@ -51,14 +45,15 @@ class GraphDecoder:
     @torch.no_grad()
     def _step(self) -> torch.Tensor:
         with states_updated_in_place():  # the mLSTM C buffers are updated by the step kernel itself
-            logits, new = self.forward(self.model(), self.token, self.state)
-        for dst, src in zip(self.state.tensors(), new.tensors()):
-            if dst.data_ptr() != src.data_ptr():
-                dst.copy_(src)
+            logits, new = self.model()(self.token, self.state)
+        pairs = zip(self.state.tensors(), new.tensors())
+        moved = [(dst, src) for dst, src in pairs if dst.data_ptr() != src.data_ptr()]
+        if moved:  # one multi-tensor launch instead of one copy per tensor
+            torch._foreach_copy_(*map(list, zip(*moved)))
         return logits[:, -1]
 
     def _capture(self):
-        # Warm up on a side stream (Triton compiles, cuBLAS workspaces, torch.compile), as capture requires.
+        # Warm up on a side stream (Triton compiles, cuBLAS workspaces), as capture requires.
         # This scribbles on the state buffers: `graph_decoder` loads the real state with start() after.
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -83,10 +78,10 @@ class GraphDecoder:
         return self.logits
 
 
-def graph_decoder(model: torch.nn.Module, state: LMState, compile: bool = False) -> GraphDecoder:
+def graph_decoder(model: torch.nn.Module, state: LMState) -> GraphDecoder:
     """The model's cached runner for this batch size (captured on first use), loaded with `state`."""
     runner = _RUNNERS.get(model)
-    if runner is None or runner.key != _key(model, state, compile):
+    if runner is None or runner.key != _key(model, state):
         _RUNNERS.pop(model, None)  # free the old graph's memory before capturing a new one
-        runner = _RUNNERS[model] = GraphDecoder(model, state, compile)
+        runner = _RUNNERS[model] = GraphDecoder(model, state)
     return runner.start(state)

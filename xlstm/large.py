@@ -13,7 +13,7 @@ from ..kernels import triton_available
 from ..schemas.blocks import XLSTMLargeBlockConfig
 from ..schemas.kernels import KernelConfig
 from ..schemas.models import XLSTMLargeLMConfig
-from .backend import SHORT_SEQUENCE, MLSTMBackend
+from .backend import MLSTMBackend
 from .layers import Embedding
 from .norms import HeadwiseLayerNorm, RMSNorm
 from .generation import GenerationMixin
@@ -116,7 +116,6 @@ class XLSTMLargeBlock(nn.Module):
         self.mlstm_layer = MLSTMLayerLarge(config, kernels)
         self.norm_ffn = norm()
         self.ffn = SwiGLU(config)
-        self.compiled: Optional[str] = None  # torch.compile backend of the prefill regions (compile_blocks)
         self.pointwise = kernels.pointwise_kernel
         if self.pointwise == "triton" and (config.use_bias or not config.norm_reduction_force_float32):
             raise ValueError("kernels.pointwise_kernel=triton: the fused kernels cover blocks without biases and "
@@ -130,31 +129,15 @@ class XLSTMLargeBlock(nn.Module):
         return self.pointwise == "triton" or (self.fusable and x.is_cuda and triton_available())
 
     def forward(self, x: torch.Tensor, state: Optional[MLSTMState] = None):
-        if self.runs_fused(x) and not (self.compiled and x.shape[1] >= SHORT_SEQUENCE):
+        if self.runs_fused(x):
             return _block_fused(self, x, state)
-        regions = _COMPILED.get(self.compiled) if self.compiled and x.shape[1] >= SHORT_SEQUENCE else None
-        before, after = regions or (_block_before_kernel, _block_after_kernel)
-        q, k, v, i, f, o, dtype = before(self, x)
-        h, state = self.mlstm_layer.backend(q, k, v, i, f, state)
-        return after(self, x, h, o, dtype), state
-
-
-# The blocks' work around the mLSTM kernel, as functions of (block, tensors), so that one torch.compile of
-# each serves all blocks (parameters are graph inputs) and the Triton kernel stays outside the graphs.
-def _block_before_kernel(block: XLSTMLargeBlock, x: torch.Tensor):
-    xn = block.norm_mlstm(x)
-    q, k, v, i, f, o = block.mlstm_layer.inputs(xn)
-    # (B, NH, S, DH) laid out as the kernel reads them: compiled, this copy is one fused pass per tensor
-    return q.contiguous(), k.contiguous(), v.contiguous(), i, f, o, xn.dtype
-
-
-def _block_after_kernel(block: XLSTMLargeBlock, x: torch.Tensor, h: torch.Tensor, o: torch.Tensor, dtype):
-    x = x + block.mlstm_layer.output(h, o, dtype)
-    return x + block.ffn(block.norm_ffn(x))
+        h, state = self.mlstm_layer(self.norm_mlstm(x), state)
+        x = x + h
+        return x + self.ffn(self.norm_ffn(x)), state
 
 
 def _block_fused(block: XLSTMLargeBlock, x: torch.Tensor, state: Optional[MLSTMState]):
-    """The block with its pointwise work in fused Triton kernels: 7 launches besides the projections."""
+    """The block with its pointwise work in fused Triton kernels: 6 launches besides the projections."""
     from ..kernels.triton import fused
 
     layer, norm, ffn = block.mlstm_layer, block.norm_mlstm, block.ffn
@@ -163,23 +146,10 @@ def _block_fused(block: XLSTMLargeBlock, x: torch.Tensor, state: Optional[MLSTMS
     h, state = layer.backend(layer.heads(q), layer.heads(k), layer.heads(v), i, f, state)
     y = fused.headwise_norm_gate(h, o, layer.multihead_norm.weight, layer.multihead_norm.eps)
     xn, x = fused.rms_norm(layer.out_proj(y), block.norm_ffn.weight, block.norm_ffn.eps, residual=x)
-    return x + ffn.proj_down(fused.swiglu(*ffn.gate_up(xn))), state
-
-
-_COMPILED: dict = {}  # torch.compile backend -> (before, after), built on first use
-
-
-def compile_blocks(model: nn.Module, backend: Optional[str] = "inductor") -> nn.Module:
-    """Opt-in: the norms, projections' epilogues, gates, SwiGLU and residuals of every xLSTM Large block
-    run as torch.compile'd regions (fused elementwise kernels) for sequences of >= SHORT_SEQUENCE tokens
-    (prefill); single tokens and short prompts stay eager. `backend=None` turns it off again. Returns model."""
-    if backend is not None and backend not in _COMPILED:
-        _COMPILED[backend] = (torch.compile(_block_before_kernel, backend=backend),
-                              torch.compile(_block_after_kernel, backend=backend))
-    for block in model.modules():
-        if isinstance(block, XLSTMLargeBlock):
-            block.compiled = backend
-    return model
+    act = fused.swiglu(*ffn.gate_up(xn))
+    # the residual add as the product's epilogue (one rounding instead of two, one launch less)
+    out = torch.addmm(x.view(-1, x.shape[-1]), act.view(-1, act.shape[-1]), ffn.proj_down.weight.t())
+    return out.view_as(x), state
 
 
 # ----------------------------------------------------------------------------------------- weight modes
