@@ -5,16 +5,18 @@ output units [k U, (k + 1) U) of the head, for all four gates, so the pointwise 
 c, n, m of its units stay in its registers. Its slice of the recurrent kernel (DH x 4 x U, bf16: 32 KB at
 DH = 192, U = 16) is loaded once and kept resident across all steps. A step needs the whole h of the
 previous step (forward) or the whole row of gate gradients of the next step (backward), written by the other
-programs of the group: they are exchanged through global memory (L2) and the group synchronises each step
-with a barrier built from one atomic counter (arrive after storing, wait before reading; the loads that do not
-depend on the other programs are issued before the wait). All programs of a launch must then be resident at
-once, so the group size is chosen so that the grid fits the multiprocessors (one program per SM suffices).
+programs of the group into a fresh slot of a zeroed buffer. The value is its own flag: +0.0 is written as
+-0.0, so a word is written once its bits are non-zero, and a reader spins on volatile loads of the row until
+no word is zero. No atomics and no fences (each 32-bit store lands whole), so the per-step barrier is the
+L2 round trip of the data itself; the loads that do not depend on the other programs are issued first. All
+programs of a launch must then be resident at once, so the group size is chosen so that the grid fits the
+multiprocessors (one program per SM suffices).
 
-The CPU interpreter runs programs one after another, so there a group with SPLIT > 1 would deadlock: it uses
-SPLIT = 1 (one program per head and batch block, the barrier a no-op), or, for tests of the split path, one
-launch per step without the barrier (the launch boundary is the barrier). When the slice is too large to keep
-resident (large batches leave few programs per head), it is streamed from L2 each step in blocks of BK input
-units. No compile step at import: Triton compiles on first call, for the shapes seen.
+The CPU interpreter runs programs one after another, so there a group with SPLIT > 1 would spin forever: it
+uses SPLIT = 1 (one program per head and batch block, whose reads find its own earlier writes), or, for tests
+of the split path, one launch per step (the launch boundary is the barrier). When the slice is too large to
+keep resident (large batches leave few programs per head), it is streamed from L2 each step in blocks of BK
+input units. No compile step at import: Triton compiles on first call, for the shapes seen.
 
 The forward keeps the raw gates and the states of every step (float32) for the backward, which walks back
 once; the weight gradients are then one batched matmul over all steps in PyTorch. The stabiliser m is a
@@ -31,47 +33,86 @@ from ._common import check_device, dot_precision, interpreting, kernel_dtype
 
 __all__ = ["slstm_sequence"]
 
-CPAD = 32  # int32 slots between the counters of two groups (one 128-byte line each)
+@triton.jit
+def _bits(x):
+    """The bit pattern of x (16 or 32 bits) as a signed integer."""
+    if x.dtype.primitive_bitwidth == 16:
+        bits = x.to(tl.int16, bitcast=True)
+    else:
+        bits = x.to(tl.int32, bitcast=True)
+    return bits
 
 
 @triton.jit
-def _wait(ptr, target, SYNC: tl.constexpr):
-    """Spin until the group's counter reaches target (acquire), then let the whole program go on."""
-    if SYNC:
-        v = tl.atomic_add(ptr, 0, sem="acquire")
-        while v < target:
-            v = tl.atomic_add(ptr, 0, sem="acquire")
-        tl.debug_barrier()
+def _mark(x):
+    """x as written for the other programs: +0.0 becomes -0.0 (same value), so a written word is never zero."""
+    bits = _bits(x)
+    return (bits | ((bits == 0).to(bits.dtype) << (x.dtype.primitive_bitwidth - 1))).to(x.dtype, bitcast=True)
 
 
 @triton.jit
-def _arrive(ptr, SYNC: tl.constexpr):
-    """All threads' stores of this step are done (CTA barrier), then one release increment of the counter."""
-    if SYNC:
-        tl.debug_barrier()
-        tl.atomic_add(ptr, 1, sem="release")
+def _poll(ptr, mask):
+    """ptr[mask] once every word of it is written: spin on volatile loads until none reads as zero."""
+    x = tl.load(ptr, mask=mask, other=1.0, volatile=True)
+    while tl.max((_bits(x) == 0).to(tl.int32)) > 0:
+        x = tl.load(ptr, mask=mask, other=1.0, volatile=True)
+    return x
 
 
 @triton.jit
-def _stream(x, xrow, bm, wbase, wrow, wcol, DH, u, um, TRANS: tl.constexpr, BB: tl.constexpr, U: tl.constexpr,
-            BK: tl.constexpr, PREC: tl.constexpr, WT: tl.constexpr):
-    """x[xrow, :DH] @ W (DH x U) with W streamed from memory in blocks of BK input units.
-    W[e, u] = wbase[e * wrow + u * wcol] (wrow/wcol: strides)."""
-    acc = tl.zeros((BB, U), tl.float32)
-    for c0 in range(0, DH, BK):
-        e = c0 + tl.arange(0, BK)
-        em = e < DH
-        xb = tl.load(x + xrow[:, None] + e[None, :], mask=bm[:, None] & em[None, :], other=0.0,
-                     cache_modifier=".cg")
-        w = tl.load(wbase + e[:, None] * wrow + u[None, :] * wcol, mask=em[:, None] & um[None, :], other=0.0)
-        acc += tl.dot(xb.to(WT), w, input_precision=PREC)
+def _wblock(wbase, g_s, e_s, u_s, e0, DH, u, um, K: tl.constexpr):
+    """Input units [e0, e0 + K) of the four gates' W[g][e, u] = wbase[g g_s + e e_s + u u_s]: (4, K, U)."""
+    e = e0 + tl.arange(0, K)
+    return tl.load(wbase + tl.arange(0, 4)[:, None, None] * g_s + e[None, :, None] * e_s + u[None, None, :] * u_s,
+                   mask=(e < DH)[None, :, None] & um[None, None, :], other=0.0)
+
+
+@triton.jit
+def _dot4(acc, x, xrow, xm, e0, DH, w, K: tl.constexpr, PREC: tl.constexpr):
+    """acc[g] += x[g][:, e0:e0 + K] @ w[g], x[g][b, e] = x[xrow[g, b] + e] polled (written by the group; xrow
+    (1 or 4, BB, 1), broadcast over the gates when 1). One batched dot keeps one warp per gate: separate dots
+    chained into one result would each run on every warp."""
+    e = e0 + tl.arange(0, K)
+    xb = _poll(x + xrow + e[None, None, :], xm & (e < DH)[None, None, :])
+    return tl.dot(tl.broadcast_to(xb, (4, xb.shape[1], K)), w, acc, input_precision=PREC)
+
+
+@triton.jit
+def _rows(acc, x, xrow, xm, wa, wb, wbase, g_s, e_s, u_s, DH, u, um, KA: tl.constexpr, KB: tl.constexpr,
+          BK: tl.constexpr, RESIDENT: tl.constexpr, PREC: tl.constexpr):
+    """acc[g] += x[g] @ W[g] over all DH input units: with the resident blocks wa (units [0, KA)) and wb
+    ([KA, KA + KB)), or streaming W from memory in blocks of BK."""
+    if RESIDENT:
+        acc = _dot4(acc, x, xrow, xm, 0, DH, wa, KA, PREC)
+        if KB > 0:
+            acc = _dot4(acc, x, xrow, xm, KA, DH, wb, KB, PREC)
+    else:
+        for e0 in range(0, DH, BK):
+            acc = _dot4(acc, x, xrow, xm, e0, DH, _wblock(wbase, g_s, e_s, u_s, e0, DH, u, um, BK), BK, PREC)
     return acc
 
 
 @triton.jit
-def _tile(cnt, B, S, NH, DH, BB: tl.constexpr, U: tl.constexpr):
+def _split4(a):
+    """(4, BB, U) -> the four gates, (BB, U) each."""
+    a = tl.reshape(tl.permute(a, (1, 2, 0)), (a.shape[1], a.shape[2], 2, 2))  # [..., k, j]: gate 2 k + j
+    iz, fo = tl.split(a)
+    i, z = tl.split(iz)
+    f, o = tl.split(fo)
+    return i, f, z, o
+
+
+@triton.jit
+def _join4(i, f, z, o):
+    """The inverse of _split4."""
+    a = tl.join(tl.join(i, z), tl.join(f, o))
+    return tl.permute(tl.reshape(a, (i.shape[0], i.shape[1], 4)), (2, 0, 1))
+
+
+@triton.jit
+def _tile(B, S, NH, DH, BB: tl.constexpr, U: tl.constexpr):
     """This program's head, batch rows and units (with their masks), the offsets of its slot 0 in the
-    (B, S + 1, NH, DH) state buffers, and its head group's step counter."""
+    (B, S + 1, NH, DH) state buffers and of its step 0 in the (B, S, 4, NH, DH) gate buffers (4, BB, U)."""
     pb, hd, k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     bidx = pb * BB + tl.arange(0, BB)
     u = k * U + tl.arange(0, U)
@@ -79,56 +120,36 @@ def _tile(cnt, B, S, NH, DH, BB: tl.constexpr, U: tl.constexpr):
     bm = bidx < B
     mask = bm[:, None] & um[None, :]
     so = (bidx[:, None] * (S + 1) * NH + hd) * DH + u[None, :]
-    return hd, bidx, bm, u, um, mask, so, cnt + (pb * NH + hd) * 32
+    go = ((bidx[None, :, None] * S * 4 + tl.arange(0, 4)[:, None, None]) * NH + hd) * DH + u[None, None, :]
+    return hd, bidx, bm, u, um, mask, so, go
 
 
 @triton.jit
-def _fw(wx, r, bias, st, raw, y, cnt, B, S, NH, DH, T0, T1, BB: tl.constexpr, DHP: tl.constexpr,
-        U: tl.constexpr, BK: tl.constexpr, NSPLIT: tl.constexpr, RESIDENT: tl.constexpr, SYNC: tl.constexpr,
-        PREC: tl.constexpr):
-    """Steps [T0, T1). st: (4, B, S + 1, NH, DH) float32 states (c, n, h, m); slot T0 holds the incoming ones."""
-    WT = r.dtype.element_ty
-    hd, bidx, bm, u, um, mask, so, ctr = _tile(cnt, B, S, NH, DH, BB, U)
+def _fw(wx, r, bias, st, hx, raw, y, B, S, NH, DH, T0, T1, BB: tl.constexpr, U: tl.constexpr, KA: tl.constexpr,
+        KB: tl.constexpr, BK: tl.constexpr, RESIDENT: tl.constexpr, PREC: tl.constexpr):
+    """Steps [T0, T1). st: (4, B, S + 1, NH, DH) float32 states (c, n, h, m), slot T0 holds the incoming ones;
+    hx: (B, S + 1, NH, DH) h again in the kernel's type, the exchange buffer (zero beyond slot T0)."""
+    hd, bidx, bm, u, um, mask, so, go = _tile(B, S, NH, DH, BB, U)
     SZ = B * (S + 1) * NH * DH
     ND = NH * DH
     c = tl.load(st + so + T0 * ND, mask=mask, other=0.0)
     n = tl.load(st + SZ + so + T0 * ND, mask=mask, other=0.0)
     m = tl.load(st + 3 * SZ + so + T0 * ND, mask=mask, other=0.0)
-    b_i = tl.load(bias + (hd * 4 + 0) * DH + u, mask=um, other=0.0)[None, :]
-    b_f = tl.load(bias + (hd * 4 + 1) * DH + u, mask=um, other=0.0)[None, :]
-    b_z = tl.load(bias + (hd * 4 + 2) * DH + u, mask=um, other=0.0)[None, :]
-    b_o = tl.load(bias + (hd * 4 + 3) * DH + u, mask=um, other=0.0)[None, :]
+    g4 = tl.arange(0, 4)[:, None, None]
+    bias4 = tl.load(bias + (hd * 4 + g4) * DH + u[None, None, :], mask=um[None, None, :], other=0.0)
     rbase = r + hd * DH * 4 * DH  # R[hd, e, g, u] = rbase[e * 4 DH + g DH + u]
-    kk = tl.arange(0, DHP)
-    km = kk < DH
+    wa = None
+    wb = None
     if RESIDENT:
-        woff = kk[:, None] * 4 * DH + u[None, :]
-        wm = km[:, None] & um[None, :]
-        w_i = tl.load(rbase + woff, mask=wm, other=0.0)
-        w_f = tl.load(rbase + DH + woff, mask=wm, other=0.0)
-        w_z = tl.load(rbase + 2 * DH + woff, mask=wm, other=0.0)
-        w_o = tl.load(rbase + 3 * DH + woff, mask=wm, other=0.0)
-    gx = wx + (bidx[:, None] * S * 4 * NH + hd) * DH + u[None, :]
+        wa = _wblock(rbase, DH, 4 * DH, 1, 0, DH, u, um, KA)
+        if KB > 0:
+            wb = _wblock(rbase, DH, 4 * DH, 1, KA, DH, u, um, KB)
     for t in range(T0, T1):
-        go = t * 4 * ND
-        xi = tl.load(gx + go, mask=mask, other=0.0).to(tl.float32) + b_i
-        xf = tl.load(gx + go + ND, mask=mask, other=0.0).to(tl.float32) + b_f
-        xz = tl.load(gx + go + 2 * ND, mask=mask, other=0.0).to(tl.float32) + b_z
-        xo = tl.load(gx + go + 3 * ND, mask=mask, other=0.0).to(tl.float32) + b_o
-        _wait(ctr, NSPLIT * (t - T0), SYNC)  # h of step t - 1 is complete
-        hrow = 2 * SZ + ((bidx * (S + 1) + t) * NH + hd) * DH
-        if RESIDENT:
-            hv = tl.load(st + hrow[:, None] + kk[None, :], mask=bm[:, None] & km[None, :], other=0.0,
-                         cache_modifier=".cg").to(WT)
-            ri = xi + tl.dot(hv, w_i, input_precision=PREC)
-            rf = xf + tl.dot(hv, w_f, input_precision=PREC)
-            rz = xz + tl.dot(hv, w_z, input_precision=PREC)
-            ro = xo + tl.dot(hv, w_o, input_precision=PREC)
-        else:
-            ri = xi + _stream(st, hrow, bm, rbase, 4 * DH, 1, DH, u, um, False, BB, U, BK, PREC, WT)
-            rf = xf + _stream(st, hrow, bm, rbase + DH, 4 * DH, 1, DH, u, um, False, BB, U, BK, PREC, WT)
-            rz = xz + _stream(st, hrow, bm, rbase + 2 * DH, 4 * DH, 1, DH, u, um, False, BB, U, BK, PREC, WT)
-            ro = xo + _stream(st, hrow, bm, rbase + 3 * DH, 4 * DH, 1, DH, u, um, False, BB, U, BK, PREC, WT)
+        acc = tl.load(wx + go + t * 4 * ND, mask=mask[None], other=0.0).to(tl.float32) + bias4
+        hrow = ((bidx * (S + 1) + t) * NH + hd) * DH
+        acc = _rows(acc, hx, hrow[None, :, None], bm[None, :, None], wa, wb, rbase, DH, 4 * DH, 1, DH, u, um, KA, KB,
+                    BK, RESIDENT, PREC)
+        ri, rf, rz, ro = _split4(acc)
         logf = tl.minimum(rf, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(rf)))
         m_new = tl.where(n == 0.0, ri, tl.maximum(ri, logf + m))
         ig = tl.minimum(tl.exp(ri - m_new), 1.0)
@@ -137,55 +158,46 @@ def _fw(wx, r, bias, st, raw, y, cnt, B, S, NH, DH, T0, T1, BB: tl.constexpr, DH
         n = fg * n + ig
         h = tl.sigmoid(ro) * c / n
         m = m_new
-        gofs = (bidx[:, None] * S * 4 * NH + hd) * DH + u[None, :] + go
-        tl.store(raw + gofs, ri, mask=mask)
-        tl.store(raw + gofs + ND, rf, mask=mask)
-        tl.store(raw + gofs + 2 * ND, rz, mask=mask)
-        tl.store(raw + gofs + 3 * ND, ro, mask=mask)
         s1 = so + (t + 1) * ND
+        tl.store(hx + s1, _mark(h.to(hx.dtype.element_ty)), mask=mask)  # first: the group waits for it
         tl.store(st + 2 * SZ + s1, h, mask=mask)
+        tl.store(raw + go + t * 4 * ND, acc, mask=mask[None])
         tl.store(st + s1, c, mask=mask)
         tl.store(st + SZ + s1, n, mask=mask)
         tl.store(st + 3 * SZ + s1, m, mask=mask)
         tl.store(y + ((bidx[:, None] * S + t) * NH + hd) * DH + u[None, :], h.to(y.dtype.element_ty), mask=mask)
-        _arrive(ctr, SYNC)
 
 
 @triton.jit
-def _bw(dy, dfin, r, st, raw, draw, dcar, dinit, cnt, B, S, NH, DH, T_hi, T_lo, TAIL: tl.constexpr,
-        BB: tl.constexpr, DHP: tl.constexpr, U: tl.constexpr, BK: tl.constexpr, NSPLIT: tl.constexpr,
-        RESIDENT: tl.constexpr, SYNC: tl.constexpr, PREC: tl.constexpr):
-    """Back through steps T_hi - 1 down to T_lo. dfin/dinit: (3, B, NH, DH) gradients of (c, n, h) after the
-    last / before the first step; dcar: (2, B, NH, DH) the (dc, dn) carried between launches. With TAIL, the
-    gradient of the initial h is formed at the end (needs all gate gradients of step 0)."""
-    WT = r.dtype.element_ty
-    hd, bidx, bm, u, um, mask, so, ctr = _tile(cnt, B, S, NH, DH, BB, U)
+def _bw(dy, dfin, r, st, raw, draw, dcar, dinit, B, S, NH, DH, T_hi, T_lo, TAIL: tl.constexpr,
+        BB: tl.constexpr, U: tl.constexpr, KA: tl.constexpr, KB: tl.constexpr, BK: tl.constexpr,
+        RESIDENT: tl.constexpr, PREC: tl.constexpr):
+    """Back through steps T_hi - 1 down to T_lo. draw (zeroed, the kernel's type) is the exchange buffer. dfin/dinit: (3, B, NH,
+    DH) gradients of (c, n, h) after the last / before the first step; dcar: (2, B, NH, DH) the (dc, dn)
+    carried between launches. With TAIL, the gradient of the initial h is formed at the end (needs all gate
+    gradients of step 0)."""
+    hd, bidx, bm, u, um, mask, so, go = _tile(B, S, NH, DH, BB, U)
     SZ = B * (S + 1) * NH * DH
     FZ = B * NH * DH
     ND = NH * DH
     fo = (bidx[:, None] * NH + hd) * DH + u[None, :]
     dc = tl.load(dcar + fo, mask=mask, other=0.0)
     dn = tl.load(dcar + FZ + fo, mask=mask, other=0.0)
+    g4 = tl.arange(0, 4)[:, None, None]
     rbase = r + hd * DH * 4 * DH  # R^T[e, u] of gate g = R[hd, u, g, e] = rbase[u * 4 DH + g DH + e]
-    ee = tl.arange(0, DHP)
-    em = ee < DH
+    va = None
+    vb = None
     if RESIDENT:
-        voff = u[None, :] * 4 * DH + ee[:, None]
-        vm = em[:, None] & um[None, :]
-        v_i = tl.load(rbase + voff, mask=vm, other=0.0)
-        v_f = tl.load(rbase + DH + voff, mask=vm, other=0.0)
-        v_z = tl.load(rbase + 2 * DH + voff, mask=vm, other=0.0)
-        v_o = tl.load(rbase + 3 * DH + voff, mask=vm, other=0.0)
-    gb = (bidx[:, None] * S * 4 * NH + hd) * DH + u[None, :]
-    n_it = T_hi - T_lo
-    for it in range(0, n_it):
+        va = _wblock(rbase, DH, 1, 4 * DH, 0, DH, u, um, KA)
+        if KB > 0:
+            vb = _wblock(rbase, DH, 1, 4 * DH, KA, DH, u, um, KB)
+    zero = tl.zeros((4, BB, U), tl.float32)
+    grow = ((bidx[None, :, None] * S * 4 + g4) * NH + hd) * DH  # gate rows of step 0
+    gm = bm[None, :, None]
+    for it in range(0, T_hi - T_lo):
         t = T_hi - 1 - it
-        go = gb + t * 4 * ND
         dyv = tl.load(dy + ((bidx[:, None] * S + t) * NH + hd) * DH + u[None, :], mask=mask, other=0.0)
-        ri = tl.load(raw + go, mask=mask, other=0.0)
-        rf = tl.load(raw + go + ND, mask=mask, other=0.0)
-        rz = tl.load(raw + go + 2 * ND, mask=mask, other=0.0)
-        ro = tl.load(raw + go + 3 * ND, mask=mask, other=0.0)
+        ri, rf, rz, ro = _split4(tl.load(raw + go + t * 4 * ND, mask=mask[None], other=0.0))
         s1 = so + (t + 1) * ND
         c = tl.load(st + s1, mask=mask, other=0.0)
         n = tl.load(st + SZ + s1, mask=mask, other=1.0)
@@ -195,28 +207,9 @@ def _bw(dy, dfin, r, st, raw, draw, dcar, dinit, cnt, B, S, NH, DH, T_hi, T_lo, 
         m_prev = tl.load(st + 3 * SZ + s1 - ND, mask=mask, other=0.0)
         if t + 1 >= S:
             dh = tl.load(dfin + 2 * FZ + fo, mask=mask, other=0.0)
-        else:
-            _wait(ctr, NSPLIT * it, SYNC)  # gate gradients of step t + 1 are complete
-            grow = ((bidx * S + t + 1) * 4 * NH + hd) * DH
-            if RESIDENT:
-                rm_ = bm[:, None] & em[None, :]
-                g0 = tl.load(draw + grow[:, None] + ee[None, :], mask=rm_, other=0.0, cache_modifier=".cg")
-                dh = tl.dot(g0.to(WT), v_i, input_precision=PREC)
-                g1 = tl.load(draw + grow[:, None] + ND + ee[None, :], mask=rm_, other=0.0, cache_modifier=".cg")
-                dh += tl.dot(g1.to(WT), v_f, input_precision=PREC)
-                g2 = tl.load(draw + grow[:, None] + 2 * ND + ee[None, :], mask=rm_, other=0.0,
-                             cache_modifier=".cg")
-                dh += tl.dot(g2.to(WT), v_z, input_precision=PREC)
-                g3 = tl.load(draw + grow[:, None] + 3 * ND + ee[None, :], mask=rm_, other=0.0,
-                             cache_modifier=".cg")
-                dh += tl.dot(g3.to(WT), v_o, input_precision=PREC)
-            else:
-                dh = _stream(draw, grow, bm, rbase, 1, 4 * DH, DH, u, um, True, BB, U, BK, PREC, WT)
-                dh += _stream(draw, grow + ND, bm, rbase + DH, 1, 4 * DH, DH, u, um, True, BB, U, BK, PREC, WT)
-                dh += _stream(draw, grow + 2 * ND, bm, rbase + 2 * DH, 1, 4 * DH, DH, u, um, True, BB, U, BK,
-                              PREC, WT)
-                dh += _stream(draw, grow + 3 * ND, bm, rbase + 3 * DH, 1, 4 * DH, DH, u, um, True, BB, U, BK,
-                              PREC, WT)
+        else:  # from the gate gradients of step t + 1, written by the whole group
+            dh = tl.sum(_rows(zero, draw, grow + (t + 1) * 4 * ND, gm, va, vb, rbase, DH, 1, 4 * DH, DH, u, um,
+                              KA, KB, BK, RESIDENT, PREC), axis=0)
         dh += dyv.to(tl.float32)
         logf = tl.minimum(rf, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(rf)))
         ig_raw = tl.exp(ri - m)
@@ -231,13 +224,9 @@ def _bw(dy, dfin, r, st, raw, draw, dcar, dinit, cnt, B, S, NH, DH, T_hi, T_lo, 
         d_z = dc * ig * (1.0 - z * z)
         d_i = tl.where(ig_raw <= 1.0, (dc * z + dn) * ig, 0.0)
         d_f = tl.where(fg_raw <= 1.0, (dc * c_prev + dn * n_prev) * fg * tl.sigmoid(-rf), 0.0)
-        tl.store(draw + go, d_i, mask=mask)
-        tl.store(draw + go + ND, d_f, mask=mask)
-        tl.store(draw + go + 2 * ND, d_z, mask=mask)
-        tl.store(draw + go + 3 * ND, d_o, mask=mask)
+        tl.store(draw + go + t * 4 * ND, _mark(_join4(d_i, d_f, d_z, d_o).to(draw.dtype.element_ty)), mask=mask[None])
         dc = dc * fg
         dn = dn * fg
-        _arrive(ctr, SYNC)
     tl.store(dcar + fo, dc, mask=mask)
     tl.store(dcar + FZ + fo, dn, mask=mask)
     if TAIL:
@@ -246,25 +235,21 @@ def _bw(dy, dfin, r, st, raw, draw, dcar, dinit, cnt, B, S, NH, DH, T_hi, T_lo, 
         if S == 0:
             dh = tl.load(dfin + 2 * FZ + fo, mask=mask, other=0.0)
         else:
-            _wait(ctr, NSPLIT * n_it, SYNC)
-            grow = (bidx * S * 4 * NH + hd) * DH
-            dh = _stream(draw, grow, bm, rbase, 1, 4 * DH, DH, u, um, True, BB, U, BK, PREC, WT)
-            dh += _stream(draw, grow + ND, bm, rbase + DH, 1, 4 * DH, DH, u, um, True, BB, U, BK, PREC, WT)
-            dh += _stream(draw, grow + 2 * ND, bm, rbase + 2 * DH, 1, 4 * DH, DH, u, um, True, BB, U, BK, PREC, WT)
-            dh += _stream(draw, grow + 3 * ND, bm, rbase + 3 * DH, 1, 4 * DH, DH, u, um, True, BB, U, BK, PREC, WT)
+            dh = tl.sum(_rows(zero, draw, grow, gm, va, vb, rbase, DH, 1, 4 * DH, DH, u, um, KA, KB, BK, RESIDENT,
+                              PREC), axis=0)
         tl.store(dinit + 2 * FZ + fo, dh, mask=mask)
 
 
 BB = 16  # batch rows per program: the smallest tensor-core tile
 BK = 32  # input units per block when the recurrent kernel is streamed
 RESIDENT_BYTES = 64 * 1024  # largest slice of R kept resident in one program
-_FORCE: dict | None = None  # tests: override the plan (U, stepwise, resident, sync)
+_FORCE: dict | None = None  # tests: override the plan (U, stepwise, resident)
 _TUNE = {"fw_warps": 4, "bw_warps": 4}
 _SMS: dict = {}
 
 
 def _plan(B, NH, DH, dtype, device) -> dict:
-    """Units per program U (a power of two >= 16), group size SPLIT = ceil(DH / U), and how to synchronise."""
+    """Units per program U (a power of two >= 16) and group size SPLIT = ceil(DH / U)."""
     DHP = max(16, triton.next_power_of_2(DH))
     nbb = triton.cdiv(B, BB)
     U = DHP
@@ -275,17 +260,22 @@ def _plan(B, NH, DH, dtype, device) -> dict:
             if cand < DHP and nbb * NH * triton.cdiv(DH, cand) <= _SMS[device]:
                 U = cand
                 break
-    plan = {"U": U, "stepwise": False, "sync": None, "resident": None}
+    plan = {"U": U, "stepwise": False, "resident": None}
     plan.update(_FORCE or {})
     split = triton.cdiv(DH, plan["U"])
-    if plan["sync"] is None:
-        plan["sync"] = split > 1 and not plan["stepwise"]
     if plan["resident"] is None:
         plan["resident"] = DHP * plan["U"] * 4 * torch.tensor([], dtype=dtype).element_size() <= RESIDENT_BYTES
-    assert not (split > 1 and not plan["stepwise"] and not plan["sync"]), "a split group needs its barrier"
-    assert not (split > 1 and plan["sync"] and interpreting()), "the interpreter runs programs one at a time"
-    plan.update(DHP=DHP, SPLIT=split, grid=(nbb, NH, split))
+    assert not (split > 1 and not plan["stepwise"] and interpreting()), "the interpreter runs programs in turn"
+    KA = max(16, DHP // 2)  # the resident kernel in two blocks of input units: no padding at DH = 3 * 2**k
+    KB = max(16, triton.next_power_of_2(DH - KA)) if DH > KA else 0
+    plan.update(KA=KA, KB=KB, SPLIT=split, grid=(nbb, NH, split))
     return plan
+
+
+def _mark_in_place(x: torch.Tensor) -> None:
+    """In place, what the kernels' _mark does: +0.0 becomes -0.0."""
+    bits = x.view({2: torch.int16, 4: torch.int32}[x.element_size()])
+    bits.masked_fill_(bits == 0, torch.iinfo(bits.dtype).min)
 
 
 class _SLSTMFn(torch.autograd.Function):
@@ -293,28 +283,29 @@ class _SLSTMFn(torch.autograd.Function):
     def forward(ctx, wx, r, b, c0, n0, h0, m0):
         B, S, _, NH, DH = wx.shape
         dtype = kernel_dtype(wx)
-        st = torch.zeros(4, B, S + 1, NH, DH, device=wx.device, dtype=torch.float32)
+        st = torch.empty(4, B, S + 1, NH, DH, device=wx.device, dtype=torch.float32)
         for slot, init in enumerate((c0, n0, h0, m0)):
-            if init is not None:
-                st[slot, :, 0] = init
+            st[slot, :, 0] = 0.0 if init is None else init
+        hx = torch.zeros(B, S + 1, NH, DH, device=wx.device, dtype=dtype)
+        hx[:, 0] = st[2, :, 0]
+        _mark_in_place(hx[:, 0])  # the incoming h is read like an exchanged one
         raw = torch.empty(B, S, 4, NH, DH, device=wx.device, dtype=torch.float32)
         y = torch.empty(B, S, NH, DH, device=wx.device, dtype=wx.dtype)
         rk = r.to(dtype).contiguous()
         p = _plan(B, NH, DH, dtype, wx.device)
-        cnt = torch.zeros(p["grid"][0] * NH * CPAD, device=wx.device, dtype=torch.int32)
-        args = (wx.contiguous(), rk, b.float().contiguous(), st, raw, y, cnt, B, S, NH, DH)
-        meta = dict(BB=BB, DHP=p["DHP"], U=p["U"], BK=BK, NSPLIT=p["SPLIT"], RESIDENT=p["resident"],
+        args = (wx.contiguous(), rk, b.float().contiguous(), st, hx, raw, y, B, S, NH, DH)
+        meta = dict(BB=BB, U=p["U"], KA=p["KA"], KB=p["KB"], BK=BK, RESIDENT=p["resident"],
                     PREC=dot_precision(dtype), num_warps=_TUNE["fw_warps"])
         for t0, t1 in ([(t, t + 1) for t in range(S)] if p["stepwise"] else [(0, S)]):
-            _fw[p["grid"]](*args, t0, t1, SYNC=p["sync"], **meta)
-        ctx.save_for_backward(rk, st, raw, c0, n0, m0)
+            _fw[p["grid"]](*args, t0, t1, **meta)
+        ctx.save_for_backward(rk, st, hx, raw, c0, n0, m0)
         ctx.meta = (wx.dtype, r.dtype, b.dtype, p)
         last = st[:, :, S]
         return y, last[0], last[1], last[2], last[3]
 
     @staticmethod
     def backward(ctx, dy, dc, dn, dh, _dm):
-        rk, st, raw, c0, n0, m0 = ctx.saved_tensors
+        rk, st, hx, raw, c0, n0, m0 = ctx.saved_tensors
         wx_dtype, r_dtype, b_dtype, p = ctx.meta
         B, S1, NH, DH = st.shape[1:]
         S = S1 - 1
@@ -322,21 +313,20 @@ class _SLSTMFn(torch.autograd.Function):
         dfin = torch.stack([torch.zeros(B, NH, DH, device=dev) if x is None else x.float()
                             for x in (dc, dn, dh)]).contiguous()
         dy = torch.zeros(B, S, NH, DH, device=dev) if dy is None else dy.contiguous()
-        draw = torch.empty_like(raw)
+        draw = torch.zeros_like(raw, dtype=rk.dtype)
         dinit = torch.empty_like(dfin)
         dcar = dfin[:2].clone()
-        cnt = torch.zeros(p["grid"][0] * NH * CPAD, device=dev, dtype=torch.int32)
-        args = (dy, dfin, rk, st, raw, draw, dcar, dinit, cnt, B, S, NH, DH)
-        meta = dict(BB=BB, DHP=p["DHP"], U=p["U"], BK=BK, NSPLIT=p["SPLIT"], RESIDENT=p["resident"],
+        args = (dy, dfin, rk, st, raw, draw, dcar, dinit, B, S, NH, DH)
+        meta = dict(BB=BB, U=p["U"], KA=p["KA"], KB=p["KB"], BK=BK, RESIDENT=p["resident"],
                     PREC=dot_precision(rk.dtype), num_warps=_TUNE["bw_warps"])
         if p["stepwise"]:
             for t in range(S - 1, -1, -1):
-                _bw[p["grid"]](*args, t + 1, t, TAIL=False, SYNC=False, **meta)
-            _bw[p["grid"]](*args, 0, 0, TAIL=True, SYNC=False, **meta)
+                _bw[p["grid"]](*args, t + 1, t, TAIL=False, **meta)
+            _bw[p["grid"]](*args, 0, 0, TAIL=True, **meta)
         else:
-            _bw[p["grid"]](*args, S, 0, TAIL=True, SYNC=p["sync"], **meta)
-        dr = torch.einsum("bshd,bsghe->hdge", st[2, :, :S], draw).to(r_dtype)
-        db = draw.sum((0, 1)).transpose(0, 1).to(b_dtype)
+            _bw[p["grid"]](*args, S, 0, TAIL=True, **meta)
+        dr = torch.einsum("bshd,bsghe->hdge", hx[:, :S], draw).to(r_dtype)
+        db = draw.sum((0, 1), dtype=torch.float32).transpose(0, 1).to(b_dtype)
         # m_initial scales (c0, n0): its gradient is the one of their logarithm.
         dm0 = None
         if m0 is not None and ctx.needs_input_grad[6]:

@@ -1,5 +1,5 @@
 """sLSTM Triton kernel on the GPU: correctness of the split (barrier) path, timings against the previous kernel
-and FlashRNN, in one process. Usage: python3 run_slstm_gpu.py {check,time,ncu} (see the run command in README)."""
+and FlashRNN, in one process. Usage: python3 run_slstm_gpu.py {check,time,ncu} (run.sh runs all three)."""
 import json, math, os, sys, time
 import torch
 
@@ -55,7 +55,7 @@ def check():
             torch.cuda.synchronize()
             slstm._FORCE = None
             errs = {n: _rel(a, b_) for n, a, b_ in zip(NAMES, got, ref)}
-            row = {"case": name, "rep": rep, "grid": p["grid"], "sync": p["sync"], "resident": p["resident"],
+            row = {"case": name, "rep": rep, "grid": p["grid"], "resident": p["resident"],
                    "s": round(time.time() - t, 2), **{k: f"{v:.1e}" for k, v in errs.items()}}
             if dt == torch.bfloat16:
                 old = grads(kernel_before.slstm_sequence, wx, r, b, st, dy, lambda x: x)
@@ -65,12 +65,18 @@ def check():
     json.dump(rows, open(f"{OUT}/check.json", "w"), indent=1)
 
 
-def timing():
+VARIANTS = {  # name: (plan override, forward warps, backward warps)
+    "U=16 (grid 48), 4/4 warps": ({"U": 16}, 4, 4),
+    "U=16 (grid 48), 4/8 warps": ({"U": 16}, 4, 8),
+    "U=16 (grid 48), 8/8 warps": ({"U": 16}, 8, 8),
+    "U=32 (grid 24), 4/8 warps": ({"U": 32}, 4, 8),
+    "U=32 (grid 24), 8/8 warps": ({"U": 32}, 8, 8),
+}
+
+
+def timing(variants=VARIANTS, peers=True):
     B, S, NH, DH = 16, 2048, 4, 192
     wx, r, b, _, _ = inputs(B, S, NH, DH, torch.bfloat16, 0)
-    frnn = _flashrnn()
-    impls = {"before (1 program/head)": lambda *a: kernel_before.slstm_sequence(*a),
-             "new (split, fw4/bw4 warps)": lambda *a: slstm.slstm_sequence(*a)}
     res = []
 
     def run(name, fn, args, setup=lambda: None):
@@ -83,12 +89,23 @@ def timing():
         res.append({"impl": name, "fwd_ms": fw, "fwdbwd_ms": fb})
         print(json.dumps(res[-1]), flush=True)
 
-    for name, fn in impls.items():
-        run(name, fn, (wx, r, b))
-    run("new (split, fw8/bw8 warps)", slstm.slstm_sequence, (wx, r, b),
-        lambda: slstm._TUNE.update(fw_warps=8, bw_warps=8))
-    slstm._TUNE.update(fw_warps=4, bw_warps=4)
-    run("new again (fw4/bw4, spread)", slstm.slstm_sequence, (wx, r, b))
+    def plan(force, fw_warps, bw_warps):
+        slstm._FORCE = force
+        slstm._TUNE.update(fw_warps=fw_warps, bw_warps=bw_warps)
+
+    run("before (atomic barrier, U=16, 4 warps)", kernel_before.slstm_sequence, (wx, r, b))
+    for name, args in variants.items():
+        run(name, slstm.slstm_sequence, (wx, r, b), lambda: plan(*args))
+    run("default plan, again", slstm.slstm_sequence, (wx, r, b), lambda: plan(None, 4, 4))
+    # the backward's PyTorch work around the kernel, at these shapes
+    draw = torch.randn(B, S, 4, NH, DH, device=dev, dtype=torch.bfloat16)
+    hx = torch.randn(B, S + 1, NH, DH, device=dev, dtype=torch.bfloat16)
+    for name, fn in {"zeros_like(draw)": lambda: torch.zeros_like(draw),
+                     "einsum dr": lambda: torch.einsum("bshd,bsghe->hdge", hx[:, :S], draw),
+                     "draw.sum": lambda: draw.sum((0, 1), dtype=torch.float32)}.items():
+        res.append({"impl": name, "ms": _bench(fn)})
+        print(json.dumps(res[-1]), flush=True)
+    frnn = _flashrnn() if peers else None
     if frnn is not None:
         try:
             run("FlashRNN cuda_fused", frnn, (wx, r.permute(2, 0, 1, 3).contiguous(),
@@ -108,4 +125,4 @@ def ncu():
 
 
 if __name__ == "__main__":
-    {"check": check, "time": timing, "ncu": ncu}[sys.argv[1]]()
+    {"check": check, "time": timing, "tune": lambda: timing(peers=False), "ncu": ncu}[sys.argv[1]]()
