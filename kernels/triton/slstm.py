@@ -51,12 +51,25 @@ def _mark(x):
 
 
 @triton.jit
-def _poll(ptr, mask):
-    """ptr[mask] once every word of it is written: spin on volatile loads until none reads as zero."""
-    x = tl.load(ptr, mask=mask, other=1.0, volatile=True)
-    while tl.max((_bits(x) == 0).to(tl.int32)) > 0:
-        x = tl.load(ptr, mask=mask, other=1.0, volatile=True)
-    return x
+def _zeros(x):
+    """How many words of x read as zero (not yet written), up to 1."""
+    return tl.max((_bits(x) == 0).to(tl.int32))
+
+
+@triton.jit
+def _poll(x, xrow, xm, e0, DH, KA: tl.constexpr, KB: tl.constexpr):
+    """Input units [e0, e0 + KA) and [e0 + KA, e0 + KA + KB) of the rows x[xrow + e] (xm: row mask), once
+    every word is written: both blocks in flight at once, spinning on volatile loads until none reads as zero."""
+    ea = e0 + tl.arange(0, KA)
+    eb = e0 + KA + tl.arange(0, KB)
+    pa, ma = x + xrow + ea[None, None, :], xm & (ea < DH)[None, None, :]
+    pb, mb = x + xrow + eb[None, None, :], xm & (eb < DH)[None, None, :]
+    xa = tl.load(pa, mask=ma, other=1.0, volatile=True)
+    xb = tl.load(pb, mask=mb, other=1.0, volatile=True)
+    while _zeros(xa) + _zeros(xb) > 0:
+        xa = tl.load(pa, mask=ma, other=1.0, volatile=True)
+        xb = tl.load(pb, mask=mb, other=1.0, volatile=True)
+    return xa, xb
 
 
 @triton.jit
@@ -68,27 +81,26 @@ def _wblock(wbase, g_s, e_s, u_s, e0, DH, u, um, K: tl.constexpr):
 
 
 @triton.jit
-def _dot4(acc, x, xrow, xm, e0, DH, w, K: tl.constexpr, PREC: tl.constexpr):
-    """acc[g] += x[g][:, e0:e0 + K] @ w[g], x[g][b, e] = x[xrow[g, b] + e] polled (written by the group; xrow
-    (1 or 4, BB, 1), broadcast over the gates when 1). One batched dot keeps one warp per gate: separate dots
-    chained into one result would each run on every warp."""
-    e = e0 + tl.arange(0, K)
-    xb = _poll(x + xrow + e[None, None, :], xm & (e < DH)[None, None, :])
-    return tl.dot(tl.broadcast_to(xb, (4, xb.shape[1], K)), w, acc, input_precision=PREC)
+def _dot4(acc, x, w, PREC: tl.constexpr):
+    """acc[g] += x[g] @ w[g], x (1 or 4, BB, K) broadcast over the gates. One batched dot keeps one warp per
+    gate: separate dots chained into one result would each run on every warp."""
+    return tl.dot(tl.broadcast_to(x, (4, x.shape[1], x.shape[2])), w, acc, input_precision=PREC)
 
 
 @triton.jit
 def _rows(acc, x, xrow, xm, wa, wb, wbase, g_s, e_s, u_s, DH, u, um, KA: tl.constexpr, KB: tl.constexpr,
           BK: tl.constexpr, RESIDENT: tl.constexpr, PREC: tl.constexpr):
-    """acc[g] += x[g] @ W[g] over all DH input units: with the resident blocks wa (units [0, KA)) and wb
-    ([KA, KA + KB)), or streaming W from memory in blocks of BK."""
+    """acc[g] += x[g] @ W[g] over all DH input units, x[g][b, e] = x[xrow[g, b] + e] polled (written by the
+    group; xrow (1 or 4, BB, 1), broadcast over the gates when 1): with the resident blocks wa (units [0, KA))
+    and wb ([KA, KA + KB)), or streaming W from memory in blocks of BK."""
     if RESIDENT:
-        acc = _dot4(acc, x, xrow, xm, 0, DH, wa, KA, PREC)
-        if KB > 0:
-            acc = _dot4(acc, x, xrow, xm, KA, DH, wb, KB, PREC)
+        xa, xb = _poll(x, xrow, xm, 0, DH, KA, KB)
+        acc = _dot4(_dot4(acc, xa, wa, PREC), xb, wb, PREC)
     else:
-        for e0 in range(0, DH, BK):
-            acc = _dot4(acc, x, xrow, xm, e0, DH, _wblock(wbase, g_s, e_s, u_s, e0, DH, u, um, BK), BK, PREC)
+        for e0 in range(0, DH, 2 * BK):
+            xa, xb = _poll(x, xrow, xm, e0, DH, BK, BK)
+            acc = _dot4(acc, xa, _wblock(wbase, g_s, e_s, u_s, e0, DH, u, um, BK), PREC)
+            acc = _dot4(acc, xb, _wblock(wbase, g_s, e_s, u_s, e0 + BK, DH, u, um, BK), PREC)
     return acc
 
 
@@ -142,8 +154,7 @@ def _fw(wx, r, bias, st, hx, raw, y, B, S, NH, DH, T0, T1, BB: tl.constexpr, U: 
     wb = None
     if RESIDENT:
         wa = _wblock(rbase, DH, 4 * DH, 1, 0, DH, u, um, KA)
-        if KB > 0:
-            wb = _wblock(rbase, DH, 4 * DH, 1, KA, DH, u, um, KB)
+        wb = _wblock(rbase, DH, 4 * DH, 1, KA, DH, u, um, KB)
     for t in range(T0, T1):
         acc = tl.load(wx + go + t * 4 * ND, mask=mask[None], other=0.0).to(tl.float32) + bias4
         hrow = ((bidx * (S + 1) + t) * NH + hd) * DH
@@ -189,8 +200,7 @@ def _bw(dy, dfin, r, st, raw, draw, dcar, dinit, B, S, NH, DH, T_hi, T_lo, TAIL:
     vb = None
     if RESIDENT:
         va = _wblock(rbase, DH, 1, 4 * DH, 0, DH, u, um, KA)
-        if KB > 0:
-            vb = _wblock(rbase, DH, 1, 4 * DH, KA, DH, u, um, KB)
+        vb = _wblock(rbase, DH, 1, 4 * DH, KA, DH, u, um, KB)
     zero = tl.zeros((4, BB, U), tl.float32)
     grow = ((bidx[None, :, None] * S * 4 + g4) * NH + hd) * DH  # gate rows of step 0
     gm = bm[None, :, None]
@@ -267,7 +277,7 @@ def _plan(B, NH, DH, dtype, device) -> dict:
         plan["resident"] = DHP * plan["U"] * 4 * torch.tensor([], dtype=dtype).element_size() <= RESIDENT_BYTES
     assert not (split > 1 and not plan["stepwise"] and interpreting()), "the interpreter runs programs in turn"
     KA = max(16, DHP // 2)  # the resident kernel in two blocks of input units: no padding at DH = 3 * 2**k
-    KB = max(16, triton.next_power_of_2(DH - KA)) if DH > KA else 0
+    KB = max(16, triton.next_power_of_2(max(DH - KA, 1)))
     plan.update(KA=KA, KB=KB, SPLIT=split, grid=(nbb, NH, split))
     return plan
 

@@ -68,10 +68,8 @@ def check():
 VARIANTS = {  # name: (plan override, forward warps, backward warps)
     "U=16 (grid 48), 4/4 warps": ({"U": 16}, 4, 4),
     "U=16 (grid 48), 4/8 warps": ({"U": 16}, 4, 8),
-    "U=16 (grid 48), 8/8 warps": ({"U": 16}, 8, 8),
-    "U=32 (grid 24), 4/8 warps": ({"U": 32}, 4, 8),
-    "U=32 (grid 24), 8/8 warps": ({"U": 32}, 8, 8),
 }
+EXTRA = ("kernel_seqpoll",)  # other kernel versions to time, when their file is there
 
 
 def timing(variants=VARIANTS, peers=True):
@@ -94,6 +92,9 @@ def timing(variants=VARIANTS, peers=True):
         slstm._TUNE.update(fw_warps=fw_warps, bw_warps=bw_warps)
 
     run("before (atomic barrier, U=16, 4 warps)", kernel_before.slstm_sequence, (wx, r, b))
+    for mod in EXTRA:
+        if os.path.exists(os.path.join(os.path.dirname(__file__), mod + ".py")):
+            run(mod, __import__(mod).slstm_sequence, (wx, r, b))
     for name, args in variants.items():
         run(name, slstm.slstm_sequence, (wx, r, b), lambda: plan(*args))
     run("default plan, again", slstm.slstm_sequence, (wx, r, b), lambda: plan(None, 4, 4))
