@@ -13,7 +13,8 @@ from typing import Optional
 
 import torch
 
-from ..kernels import get_mlstm_kernel, get_mlstm_sequence_kernel, get_mlstm_step_kernel, get_slstm_kernel
+from ..kernels import (get_mlstm_kernel, get_mlstm_sequence_kernel, get_mlstm_step_kernel, get_slstm_kernel,
+                       triton_available)
 from ..schemas.kernels import KernelConfig
 from .state import MLSTMState, SLSTMState
 
@@ -37,6 +38,11 @@ def states_updated_in_place():
 
 def _dtype(name: str) -> torch.dtype:
     return getattr(torch, name)
+
+
+def _in_place(c: torch.Tensor) -> dict:
+    """The step kernels' `c_out` argument inside `states_updated_in_place`, else nothing."""
+    return {"c_out": c} if _STEP_IN_PLACE.get() and c.dtype == torch.float32 and c.is_contiguous() else {}
 
 
 class MLSTMBackend:
@@ -69,16 +75,34 @@ class MLSTMBackend:
                 c = q.new_zeros(B, NH, DHQK, v.shape[-1], dtype=torch.float32)
                 n = q.new_zeros(B, NH, DHQK, dtype=torch.float32)
                 m = q.new_zeros(B, NH, 1, dtype=torch.float32)
-            in_place = _STEP_IN_PLACE.get() and c.dtype == torch.float32 and c.is_contiguous()
             h, (c, n, m) = self.step(q[:, :, 0], k[:, :, 0], v[:, :, 0], i[..., :1], f[..., :1],
-                                     c, n, m, eps=cfg.eps, **({"c_out": c} if in_place else {}))
+                                     c, n, m, eps=cfg.eps, **_in_place(c))
             h = h.unsqueeze(2)
         else:
             kernel = self.sequence if cfg.mode == "inference" and S < SHORT_SEQUENCE else self.chunkwise
             h, (c, n, m) = kernel(q, k, v, i, f, c_initial=c, n_initial=n, m_initial=m,
                                   return_last_states=True, chunk_size=cfg.chunk_size, eps=cfg.eps)
-        state_dtype = _dtype(cfg.inference_state_dtype)
-        return h, MLSTMState(c.to(state_dtype), n.to(state_dtype), m.to(state_dtype))
+        return h, self._state(c, n, m)
+
+    def _state(self, c, n, m) -> MLSTMState:
+        state_dtype = _dtype(self.config.inference_state_dtype)
+        return MLSTMState(c.to(state_dtype), n.to(state_dtype), m.to(state_dtype))
+
+    def projects_gates(self, x: torch.Tensor) -> bool:
+        """Whether a single-token step can take the gate projection into the Triton step kernel."""
+        cfg = self.config
+        return cfg.mode == "inference" and (cfg.step_kernel == "triton" or (
+            cfg.step_kernel == "auto" and x.is_cuda and triton_available()))
+
+    def step_projecting_gates(self, q, k, v, x, gate_weights, gate_soft_cap, state: MLSTMState):
+        """One token (S = 1) whose gates the kernel projects from the normed block input x (B, 1, D):
+        gate_weights = (w_i, b_i, w_f, b_f); i, f = soft_cap(x w^T + b). Needs a state."""
+        from ..kernels.triton.mlstm_step import mlstm_step_projecting_gates
+
+        h, (c, n, m) = mlstm_step_projecting_gates(q[:, :, 0], k[:, :, 0], v[:, :, 0], x[:, 0], gate_weights,
+                                                   gate_soft_cap, state.c, state.n, state.m, eps=self.config.eps,
+                                                   **_in_place(state.c))
+        return h.unsqueeze(2), self._state(c, n, m)
 
 
 class SLSTMBackend:

@@ -53,15 +53,23 @@ class MLSTMLayerLarge(nn.Module):
         return {"qkv_opreact": (("q", "k", "v", "ogate_preact"), self.split),
                 "ifgate_preact": (("igate_preact", "fgate_preact"), [self.num_heads] * 2)}
 
-    def projections(self, x: torch.Tensor):
-        """q, k, v, o (B, S, .) and the gate pre-activations i, f (B, S, NH), before the soft-cap."""
+    def projections(self, x: torch.Tensor, gates: bool = True):
+        """q, k, v, o (B, S, .) and (gates=True) the gate pre-activations i, f (B, S, NH), before the soft-cap."""
         if self.fused:
             q, k, v, o = self.qkv_opreact(x).split(self.split, -1)
-            i, f = self.ifgate_preact(x).chunk(2, -1)
         else:
             q, k, v, o = self.q(x), self.k(x), self.v(x), self.ogate_preact(x)
-            i, f = self.igate_preact(x), self.fgate_preact(x)
+        if not gates:
+            return q, k, v, o
+        i, f = self.ifgate_preact(x).chunk(2, -1) if self.fused else (self.igate_preact(x), self.fgate_preact(x))
         return q, k, v, o, i, f
+
+    def gate_weights(self) -> tuple:
+        """(w_i, b_i, w_f, b_f) of the input and forget gate projections, in either weight mode."""
+        if self.fused:
+            (w_i, w_f), (b_i, b_f) = self.ifgate_preact.weight.chunk(2), self.ifgate_preact.bias.chunk(2)
+            return w_i, b_i, w_f, b_f
+        return self.igate_preact.weight, self.igate_preact.bias, self.fgate_preact.weight, self.fgate_preact.bias
 
     def heads(self, t: torch.Tensor) -> torch.Tensor:
         """(B, S, NH * DH) -> (B, NH, S, DH), a view."""
@@ -137,19 +145,23 @@ class XLSTMLargeBlock(nn.Module):
 
 
 def _block_fused(block: XLSTMLargeBlock, x: torch.Tensor, state: Optional[MLSTMState]):
-    """The block with its pointwise work in fused Triton kernels: 6 launches besides the projections."""
+    """The block with its pointwise work in fused Triton kernels: 7 launches besides the projections, 6 in
+    a decode step (whose gate projection the step kernel does)."""
     from ..kernels.triton import fused
 
     layer, norm, ffn = block.mlstm_layer, block.norm_mlstm, block.ffn
-    q, k, v, o, i, f = layer.projections(fused.rms_norm(x, norm.weight, norm.eps))
-    i, f = fused.soft_cap_gates(i, f, layer.gate_soft_cap)
-    h, state = layer.backend(layer.heads(q), layer.heads(k), layer.heads(v), i, f, state)
+    xn = fused.rms_norm(x, norm.weight, norm.eps)
+    if x.shape[1] == 1 and state is not None and layer.backend.projects_gates(x):  # a decode step
+        q, k, v, o = layer.projections(xn, gates=False)
+        h, state = layer.backend.step_projecting_gates(layer.heads(q), layer.heads(k), layer.heads(v), xn,
+                                                       layer.gate_weights(), layer.gate_soft_cap, state)
+    else:
+        q, k, v, o, i, f = layer.projections(xn)
+        i, f = fused.soft_cap_gates(i, f, layer.gate_soft_cap)
+        h, state = layer.backend(layer.heads(q), layer.heads(k), layer.heads(v), i, f, state)
     y = fused.headwise_norm_gate(h, o, layer.multihead_norm.weight, layer.multihead_norm.eps)
     xn, x = fused.rms_norm(layer.out_proj(y), block.norm_ffn.weight, block.norm_ffn.eps, residual=x)
-    act = fused.swiglu(*ffn.gate_up(xn))
-    # the residual add as the product's epilogue (one rounding instead of two, one launch less)
-    out = torch.addmm(x.view(-1, x.shape[-1]), act.view(-1, act.shape[-1]), ffn.proj_down.weight.t())
-    return out.view_as(x), state
+    return x + ffn.proj_down(fused.swiglu(*ffn.gate_up(xn))), state
 
 
 # ----------------------------------------------------------------------------------------- weight modes

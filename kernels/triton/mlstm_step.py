@@ -14,7 +14,7 @@ import triton.language as tl
 
 from ._common import check_device
 
-__all__ = ["mlstm_sequence", "mlstm_step"]
+__all__ = ["mlstm_sequence", "mlstm_step", "mlstm_step_projecting_gates"]
 
 
 @triton.jit
@@ -33,17 +33,30 @@ def _update(qt, kt, vt, it, ft, c, n, m, scale, eps):
 
 
 @triton.jit
+def _slab(pv, bh, DHQK, DHV, DQ: tl.constexpr, BV: tl.constexpr):
+    """Offsets and masks of the (DHQK x BV) slab of C that program (pv, bh) owns."""
+    d = tl.arange(0, DQ)
+    dv = pv * BV + tl.arange(0, BV)
+    md, mv = d < DHQK, dv < DHV
+    return d, dv, md, mv, bh * DHQK * DHV + d[:, None] * DHV + dv[None, :], md[:, None] & mv[None, :]
+
+
+@triton.jit
+def _store_state(cs, ns, ms, c_out, n_out, m_out, pv, bh, d, md, coff, cmask, DHQK):
+    tl.store(c_out + coff, cs, mask=cmask)  # c_out may be c itself: each program owns its slab
+    if pv == 0:
+        tl.store(n_out + bh * DHQK + d, ns, mask=md)
+        tl.store(m_out + bh, ms)
+
+
+@triton.jit
 def _step_kernel(q, k, v, i, f, c, n, m, h, c_out, n_out, m_out, NH, DHQK, DHV, T,
                  sqb, sqh, sqt, svb, svh, svt, sgb, sgh, sgt, scale, eps, DQ: tl.constexpr, BV: tl.constexpr):
     """T recurrent steps (T = 1 for the step kernel) for one (head, DHV block). q and k share strides,
     i and f too, so slices of a fused projection are read in place."""
     pv, bh = tl.program_id(0), tl.program_id(1)
     b, hd = bh // NH, bh % NH
-    d = tl.arange(0, DQ)
-    dv = pv * BV + tl.arange(0, BV)
-    md, mv = d < DHQK, dv < DHV
-    coff = bh * DHQK * DHV + d[:, None] * DHV + dv[None, :]
-    cmask = md[:, None] & mv[None, :]
+    d, dv, md, mv, coff, cmask = _slab(pv, bh, DHQK, DHV, DQ, BV)
     cs = tl.load(c + coff, mask=cmask, other=0.0).to(tl.float32)
     ns = tl.load(n + bh * DHQK + d, mask=md, other=0.0).to(tl.float32)
     ms = tl.load(m + bh).to(tl.float32)
@@ -57,32 +70,53 @@ def _step_kernel(q, k, v, i, f, c, n, m, h, c_out, n_out, m_out, NH, DHQK, DHV, 
         ft = tl.load(f + gate_at).to(tl.float32)
         ht, cs, ns, ms = _update(qt, kt, vt, it, ft, cs, ns, ms, scale, eps)
         tl.store(h + (bh * T + t) * DHV + dv, ht.to(h.dtype.element_ty), mask=mv)
-    tl.store(c_out + coff, cs, mask=cmask)  # c_out may be c itself: each program owns its slab
-    if pv == 0:
-        tl.store(n_out + bh * DHQK + d, ns, mask=md)
-        tl.store(m_out + bh, ms)
+    _store_state(cs, ns, ms, c_out, n_out, m_out, pv, bh, d, md, coff, cmask, DHQK)
+
+
+@triton.jit
+def _gate(x, w, bias, row, D, cap, CAP: tl.constexpr, BD: tl.constexpr):
+    """x . w[row] + bias[row] in float32, then cap * tanh(. / cap)."""
+    acc = tl.zeros([BD], dtype=tl.float32)
+    for d0 in range(0, D, BD):
+        d = d0 + tl.arange(0, BD)
+        acc += tl.load(x + d, mask=d < D, other=0.0).to(tl.float32) * \
+            tl.load(w + row * D + d, mask=d < D, other=0.0).to(tl.float32)
+    g = tl.sum(acc, 0) + tl.load(bias + row).to(tl.float32)
+    if CAP:
+        g = cap * (2.0 * tl.sigmoid(2.0 * g / cap) - 1.0)
+    return g
+
+
+@triton.jit
+def _step_gates_kernel(q, k, v, x, wi, bi, wf, bf, c, n, m, h, c_out, n_out, m_out, NH, D, DHQK, DHV,
+                       sqb, sqh, svb, svh, sxb, cap, scale, eps, CAP: tl.constexpr, DQ: tl.constexpr,
+                       BV: tl.constexpr, BD: tl.constexpr):
+    """One step whose gates are projected here from the block's normed input x: every program of a head
+    computes its two dot products (L2-resident weights), which saves the gate product, its split-K
+    reduction and the soft-cap launches of a decode step."""
+    pv, bh = tl.program_id(0), tl.program_id(1)
+    b, hd = bh // NH, bh % NH
+    d, dv, md, mv, coff, cmask = _slab(pv, bh, DHQK, DHV, DQ, BV)
+    it = _gate(x + b * sxb, wi, bi, hd, D, cap, CAP, BD)
+    ft = _gate(x + b * sxb, wf, bf, hd, D, cap, CAP, BD)
+    cs = tl.load(c + coff, mask=cmask, other=0.0).to(tl.float32)
+    ns = tl.load(n + bh * DHQK + d, mask=md, other=0.0).to(tl.float32)
+    ms = tl.load(m + bh).to(tl.float32)
+    qt = tl.load(q + b * sqb + hd * sqh + d, mask=md, other=0.0).to(tl.float32)
+    kt = tl.load(k + b * sqb + hd * sqh + d, mask=md, other=0.0).to(tl.float32)
+    vt = tl.load(v + b * svb + hd * svh + dv, mask=mv, other=0.0).to(tl.float32)
+    ht, cs, ns, ms = _update(qt, kt, vt, it, ft, cs, ns, ms, scale, eps)
+    tl.store(h + bh * DHV + dv, ht.to(h.dtype.element_ty), mask=mv)
+    _store_state(cs, ns, ms, c_out, n_out, m_out, pv, bh, d, md, coff, cmask, DHQK)
 
 
 def _dense(x: torch.Tensor) -> torch.Tensor:
     return x if x.stride(-1) == 1 else x.contiguous()
 
 
-def _run(q, k, v, i, f, c, n, m, eps, c_out=None):
-    """q, k (B, NH, T, DHQK), v (B, NH, T, DHV), i, f (B, NH, T), any strides; states as in mlstm_step."""
-    B, NH, T, DHQK = q.shape
-    DHV = v.shape[-1]
-    check_device(q, k, v, i, f, c, n, m)
-    dev = q.device
-    if c is None:
-        c = torch.zeros(B, NH, DHQK, DHV, device=dev)
-        n = torch.zeros(B, NH, DHQK, device=dev)
-        m = torch.zeros(B, NH, 1, device=dev)
-    q, k, v, i, f = map(_dense, (q, k, v, i, f))
-    if k.stride() != q.stride():
-        q, k = q.contiguous(), k.contiguous()
-    if f.stride() != i.stride():
-        i, f = i.contiguous(), f.contiguous()
-    h = torch.empty(B, NH, T, DHV, device=dev, dtype=q.dtype)
+def _launch(kernel, B, NH, T, DHQK, DHV, dtype, dev, c, n, m, c_out, inputs, sizes, strides, **constexprs):
+    """Allocate h and the new states, launch `kernel` over (DHV blocks, B * NH), return h, (c, n, m)."""
+    h = torch.empty(B, NH, T, DHV, device=dev, dtype=dtype)
     if c_out is None:
         c_out = torch.empty(B, NH, DHQK, DHV, device=dev, dtype=torch.float32)
     n_out = torch.empty(B, NH, DHQK, device=dev, dtype=torch.float32)
@@ -91,10 +125,30 @@ def _run(q, k, v, i, f, c, n, m, eps, c_out=None):
     # Enough programs to spread the state over the SMs at batch 1, slabs of >= 4 KB each.
     BV = max(16, min(triton.next_power_of_2(DHV), 4096 // DQ))
     grid = (triton.cdiv(DHV, BV), B * NH)
-    _step_kernel[grid](q, k, v, i, f, c.contiguous(), n.contiguous(), m.contiguous(), h, c_out, n_out, m_out,
-                       NH, DHQK, DHV, T, *q.stride()[:3], *v.stride()[:3], *i.stride()[:3], DHQK ** -0.5, eps,
-                       DQ=DQ, BV=BV, num_warps=4 if DQ * BV >= 4096 else 2)
+    kernel[grid](*inputs, c.contiguous(), n.contiguous(), m.contiguous(), h, c_out, n_out, m_out, *sizes, *strides,
+                 DQ=DQ, BV=BV, num_warps=4 if DQ * BV >= 4096 else 2, **constexprs)
     return h, (c_out, n_out, m_out)
+
+
+def _zero_states(B, NH, DHQK, DHV, dev):
+    return (torch.zeros(B, NH, DHQK, DHV, device=dev), torch.zeros(B, NH, DHQK, device=dev),
+            torch.zeros(B, NH, 1, device=dev))
+
+
+def _run(q, k, v, i, f, c, n, m, eps, c_out=None):
+    """q, k (B, NH, T, DHQK), v (B, NH, T, DHV), i, f (B, NH, T), any strides; states as in mlstm_step."""
+    B, NH, T, DHQK = q.shape
+    DHV = v.shape[-1]
+    check_device(q, k, v, i, f, c, n, m)
+    if c is None:
+        c, n, m = _zero_states(B, NH, DHQK, DHV, q.device)
+    q, k, v, i, f = map(_dense, (q, k, v, i, f))
+    if k.stride() != q.stride():
+        q, k = q.contiguous(), k.contiguous()
+    if f.stride() != i.stride():
+        i, f = i.contiguous(), f.contiguous()
+    return _launch(_step_kernel, B, NH, T, DHQK, DHV, q.dtype, q.device, c, n, m, c_out, (q, k, v, i, f),
+                   (NH, DHQK, DHV, T), (*q.stride()[:3], *v.stride()[:3], *i.stride()[:3], DHQK ** -0.5, eps))
 
 
 def mlstm_step(q, k, v, i, f, c, n, m, *, eps=1e-6, c_out=None):
@@ -103,6 +157,26 @@ def mlstm_step(q, k, v, i, f, c, n, m, *, eps=1e-6, c_out=None):
     `c_out`: where to write the new C; it may be the contiguous float32 `c` itself (updated in place:
     a captured decode step then needs no copy of the largest state)."""
     h, states = _run(q[:, :, None], k[:, :, None], v[:, :, None], i, f, c, n, m, eps, c_out)
+    return h[:, :, 0], states
+
+
+def mlstm_step_projecting_gates(q, k, v, x, gate_weights, gate_soft_cap, c, n, m, *, eps=1e-6, c_out=None):
+    """mlstm_step with the gates projected inside the kernel: x (B, D) is the normed block input and
+    gate_weights = (w_i, b_i, w_f, b_f), w (NH, D), b (NH,): i = soft_cap(x w_i^T + b_i), f likewise."""
+    B, NH, DHQK = q.shape
+    DHV, D = v.shape[-1], x.shape[-1]
+    check_device(q, k, v, x, *gate_weights, c, n, m)
+    if c is None:
+        c, n, m = _zero_states(B, NH, DHQK, DHV, q.device)
+    q, k, v, x = map(_dense, (q, k, v, x))
+    if k.stride() != q.stride():
+        q, k = q.contiguous(), k.contiguous()
+    w_i, b_i, w_f, b_f = (w.contiguous() for w in gate_weights)
+    h, states = _launch(_step_gates_kernel, B, NH, 1, DHQK, DHV, q.dtype, q.device, c, n, m, c_out,
+                        (q, k, v, x, w_i, b_i, w_f, b_f), (NH, D, DHQK, DHV),
+                        (*q.stride()[:2], *v.stride()[:2], x.stride(0), float(gate_soft_cap or 1.0),
+                         DHQK ** -0.5, eps), CAP=gate_soft_cap is not None,
+                        BD=min(1024, triton.next_power_of_2(D)))
     return h[:, :, 0], states
 
 
