@@ -115,6 +115,14 @@ def _split4(a):
 
 
 @triton.jit
+def _sum4(a):
+    """(4, BB, U) summed over the gates. Through _split4, which moves the gates (one per warp after the dot)
+    into each thread: tl.sum(a, 0) would leave its result, and all the math after it, replicated in every warp."""
+    i, f, z, o = _split4(a)
+    return i + f + z + o
+
+
+@triton.jit
 def _join4(i, f, z, o):
     """The inverse of _split4."""
     a = tl.join(tl.join(i, z), tl.join(f, o))
@@ -218,8 +226,8 @@ def _bw(dy, dfin, r, st, raw, draw, dcar, dinit, B, S, NH, DH, T_hi, T_lo, TAIL:
         if t + 1 >= S:
             dh = tl.load(dfin + 2 * FZ + fo, mask=mask, other=0.0)
         else:  # from the gate gradients of step t + 1, written by the whole group
-            dh = tl.sum(_rows(zero, draw, grow + (t + 1) * 4 * ND, gm, va, vb, rbase, DH, 1, 4 * DH, DH, u, um,
-                              KA, KB, BK, RESIDENT, PREC), axis=0)
+            dh = _sum4(_rows(zero, draw, grow + (t + 1) * 4 * ND, gm, va, vb, rbase, DH, 1, 4 * DH, DH, u, um, KA,
+                             KB, BK, RESIDENT, PREC))
         dh += dyv.to(tl.float32)
         logf = tl.minimum(rf, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(rf)))
         ig_raw = tl.exp(ri - m)
@@ -245,8 +253,8 @@ def _bw(dy, dfin, r, st, raw, draw, dcar, dinit, B, S, NH, DH, T_hi, T_lo, TAIL:
         if S == 0:
             dh = tl.load(dfin + 2 * FZ + fo, mask=mask, other=0.0)
         else:
-            dh = tl.sum(_rows(zero, draw, grow, gm, va, vb, rbase, DH, 1, 4 * DH, DH, u, um, KA, KB, BK, RESIDENT,
-                              PREC), axis=0)
+            dh = _sum4(_rows(zero, draw, grow, gm, va, vb, rbase, DH, 1, 4 * DH, DH, u, um, KA, KB, BK, RESIDENT,
+                             PREC))
         tl.store(dinit + 2 * FZ + fo, dh, mask=mask)
 
 

@@ -68,8 +68,9 @@ def check():
 VARIANTS = {  # name: (plan override, forward warps, backward warps)
     "U=16 (grid 48), 4/4 warps": ({"U": 16}, 4, 4),
     "U=16 (grid 48), 4/8 warps": ({"U": 16}, 4, 8),
+    "U=16 (grid 48), 4/2 warps": ({"U": 16}, 4, 2),
 }
-EXTRA = ("kernel_seqpoll",)  # other kernel versions to time, when their file is there
+EXTRA = ("kernel_prev",)  # other kernel versions to time, when their file is there
 
 
 def timing(variants=VARIANTS, peers=True):
