@@ -159,12 +159,12 @@ def bench_generate(rep: Report, new_tokens: int):
             step = _ms(lambda: [runner(tok) for _ in range(20)], reps=3) / 20
             rows.append([batch, f"zoo {label}: graph replay", "", step, batch * 1e3 / step, floor, step / floor])
             # one step from the same state: graph vs eager logits, and eager twice (run-to-run noise)
-            first = model(ids, logits_to_keep=1)[0][:, -1].argmax(-1)
-            with torch.no_grad():
-                eager = [model(first[:, None], state).logits[:, -1] for _ in range(2)]
-            graph_logits = runner.start(state)(first).clone()
+            with torch.no_grad():  # as generate runs: inference takes the fused kernels
+                prefill_logits = model(ids, logits_to_keep=1).logits[:, -1]
+                eager = [model(prefill_logits.argmax(-1)[:, None], state).logits[:, -1] for _ in range(2)]
+            graph_logits = runner.start(state)(prefill_logits.argmax(-1)).clone()
             runner.start(state)
-            logits, toks = model(ids, logits_to_keep=1)[0][:, -1], []
+            logits, toks = prefill_logits, []
             for _ in range(31):
                 toks.append(logits.argmax(-1))
                 logits = runner(toks[-1])

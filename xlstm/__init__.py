@@ -1,7 +1,7 @@
 """nn.Modules of both xLSTM families, their states, init and optimizer groups."""
 
 from .init import apply_init
-from .large import XLSTMLargeLM
+from .large import XLSTMLargeLM, set_weight_mode
 from .neurips import XLSTMLM
 from .optim import param_groups
 from .state import LayerState, LMOutput, LMState, MLSTMState, SLSTMState
@@ -10,5 +10,5 @@ MODEL_CLASSES = {"xlstm-lm": XLSTMLM, "xlstm-large-lm": XLSTMLargeLM}
 
 __all__ = [
     "MODEL_CLASSES", "LMOutput", "LMState", "LayerState", "MLSTMState", "SLSTMState", "XLSTMLM", "XLSTMLargeLM",
-    "apply_init", "param_groups",
+    "apply_init", "param_groups", "set_weight_mode",
 ]
