@@ -252,21 +252,18 @@ def _train_models(dist):
 
     from .builder import build_model
 
-    def zoo(compile, **ddp):
+    def zoo(compile):
         def build():
             model = build_model({"model": {"kind": "xlstm-large-lm", **TRAIN, "kernels": {"chunk_size": 128}}},
                                 device="cuda")
-            wrapped = dist.wrap(model, **ddp)
+            wrapped = dist.wrap(model)
             wrapped = torch.compile(wrapped) if compile else wrapped
             return model, (lambda ids: wrapped(ids).logits)
         return build
 
     out = [("zoo xLSTM Large, Triton chunkwise L=128", zoo(False)),
            ("zoo xLSTM Large, Triton chunkwise L=128, torch.compile", zoo(True))]
-    if dist.world > 1:  # gradient all-reduce in bfloat16, with DDP's default and with larger buckets
-        out += [("zoo xLSTM Large, Triton chunkwise L=128, torch.compile, bf16 all-reduce", zoo(True, reduce_bf16=True)),
-                ("zoo xLSTM Large, Triton chunkwise L=128, torch.compile, bf16 all-reduce, 100 MB buckets",
-                 zoo(True, reduce_bf16=True, bucket_mb=100))]
+
     with contextlib.suppress(ImportError):
         from transformers import LlamaConfig, LlamaForCausalLM
 
