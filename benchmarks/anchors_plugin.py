@@ -19,13 +19,14 @@ except ImportError:
     xlstm_zoo = None
 
 
-def _zoo_large(cfg, **kernels):
+def _zoo_large(cfg, weight_mode="single", **kernels):
     """An xLSTM Large model of the harness's shapes (random init, as the peers)."""
-    return xlstm_zoo.build_model({"model": {"kind": "xlstm-large-lm", **cfg, "kernels": kernels}}, device=DEVICE)
+    return xlstm_zoo.build_model({"model": {"kind": "xlstm-large-lm", **cfg, "weight_mode": weight_mode,
+                                            "kernels": kernels}}, device=DEVICE)
 
 
-def _zoo_lm(cfg):
-    model = _zoo_large(cfg, mode="inference", chunk_size=128).to(DTYPE).eval()
+def _zoo_lm(cfg, weight_mode="single"):
+    model = _zoo_large(cfg, weight_mode, mode="inference", chunk_size=128).to(DTYPE).eval()
 
     @torch.no_grad()
     def prefill(ids):
@@ -57,6 +58,8 @@ if xlstm_zoo is not None:
         lambda: (lambda q, k, v, i, f: get_mlstm_kernel("chunkwise--auto")(q, k, v, i, f, chunk_size=128)), chunk=128)
     register_step_kernel("zoo:step", lambda: get_mlstm_step_kernel("auto"))  # noqa: F821
     register_lm("zoo:xLSTM-Large", _zoo_lm, note="xlstm-zoo, graph decode")  # noqa: F821
+    register_lm("zoo:xLSTM-Large[fused weights]", lambda cfg: _zoo_lm(cfg, "fused"),  # noqa: F821
+                note="xlstm-zoo, graph decode, stacked projections")
     register_train("zoo:xLSTM-Large-125M[L=128]", _zoo_train)  # noqa: F821
     if DEVICE != "cpu":  # noqa: F821
         register_train("zoo:xLSTM-Large-125M[L=128, torch.compile]", lambda shapes: _zoo_train(shapes, True))  # noqa: F821
