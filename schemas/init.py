@@ -3,6 +3,8 @@
 A model's effective rules are its family preset (the reference init, written out as rules), then the
 rules its layers imply (sLSTM `bias_init` / `recurrent_weight_init`), then the user's `init.rules`; for
 each parameter the last matching rule wins. Patterns are fnmatch globs over `named_parameters()` names.
+xLSTM Large rules name the single-layout projections: fused models are initialised in that layout, then
+stacked (registry.builder.instantiate).
 """
 
 from __future__ import annotations
@@ -124,10 +126,8 @@ XLSTM_7B_RULES = [
     rule("*norm*.weight", Ones()),
     rule("*.bias", Zeros()),
     rule("*.mlstm_layer.[qkv].weight", SmallInit()),
-    rule("*.mlstm_layer.qkv_opreact.weight", SmallInit()),
     rule("*.mlstm_layer.ogate_preact.weight", Zeros()),
     rule("*.mlstm_layer.[if]gate_preact.weight", Zeros()),
-    rule("*.mlstm_layer.ifgate_preact.weight", Zeros()),
     rule("*.mlstm_layer.igate_preact.bias", Constant(value=-10.0)),
     rule("*.mlstm_layer.fgate_preact.bias", BiasLinspace(start=3.0, end=6.0)),
     rule("*.mlstm_layer.out_proj.weight", WangInit()),

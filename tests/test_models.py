@@ -143,6 +143,19 @@ def test_weight_decay_groups():
     assert "backbone.embeddings.weight" in nd and "backbone.blocks.0.mlstm_layer.igate_preact.bias" in nd
 
 
+def test_fused_build_starts_from_the_single_init():
+    """The init rules address q, k, v, o and each gate by name: a fused build is initialised like a single
+    one (gate biases -10 / linspace, output gate zero), then stacked."""
+    torch.manual_seed(3)
+    single = build_model({"model": LARGE})
+    torch.manual_seed(3)
+    fused = build_model({"model": {**LARGE, "weight_mode": "fused"}})
+    stacked = set_weight_mode(single, "fused").state_dict()
+    assert all(torch.equal(stacked[k], v) for k, v in fused.state_dict().items())
+    bias = fused.backbone.blocks[0].mlstm_layer.ifgate_preact.bias
+    assert torch.all(bias[: LARGE["num_heads"]] == -10.0) and bias[LARGE["num_heads"]:].min() >= 3.0
+
+
 def test_fused_and_single_weight_modes_agree():
     single = build_model({"model": LARGE})
     fused = build_model({"model": {**LARGE, "weight_mode": "fused"}})
