@@ -2,15 +2,15 @@
 
 Each (batch block, head) is walked through the whole sequence by a group of SPLIT programs: program k owns
 output units [k U, (k + 1) U) of the head, for all four gates, so the pointwise gate math and the states
-c, n, m of its units stay in its registers. Its slice of the recurrent kernel (DH x 4 x U, bf16: 32 KB at
+c, n, m of its units stay in its registers. Its slice of the recurrent kernel (DH x 4 x U, bf16: 24 KB at
 DH = 192, U = 16) is loaded once and kept resident across all steps. A step needs the whole h of the
 previous step (forward) or the whole row of gate gradients of the next step (backward), written by the other
-programs of the group into a fresh slot of a zeroed buffer. The value is its own flag: +0.0 is written as
--0.0, so a word is written once its bits are non-zero, and a reader spins on volatile loads of the row until
-no word is zero. No atomics and no fences (each 32-bit store lands whole), so the per-step barrier is the
-L2 round trip of the data itself; the loads that do not depend on the other programs are issued first. All
-programs of a launch must then be resident at once, so the group size is chosen so that the grid fits the
-multiprocessors (one program per SM suffices).
+programs of the group, in the kernel's type, into a fresh slot of a zeroed buffer. The value is its own
+flag: +0.0 is written as -0.0, so a word is written once its bits are non-zero, and a reader spins on
+volatile loads of the row until no word is zero. No atomics and no fences (each 16- or 32-bit store lands
+whole), so the per-step barrier is the L2 round trip of the data itself; the loads that do not depend on the
+other programs are issued first. All programs of a launch must then be resident at once, so the group size
+is chosen so that the grid fits the multiprocessors (one program per SM suffices).
 
 The CPU interpreter runs programs one after another, so there a group with SPLIT > 1 would spin forever: it
 uses SPLIT = 1 (one program per head and batch block, whose reads find its own earlier writes), or, for tests
@@ -19,7 +19,7 @@ keep resident (large batches leave few programs per head), it is streamed from L
 input units. No compile step at import: Triton compiles on first call, for the shapes seen.
 
 The forward keeps the raw gates and the states of every step (float32) for the backward, which walks back
-once; the weight gradients are then one batched matmul over all steps in PyTorch. The stabiliser m is a
+once; the weight gradients are then one matmul over all steps in PyTorch. The stabiliser m is a
 constant for the gradient (y = o c / n does not depend on it).
 """
 
@@ -32,6 +32,7 @@ import triton.language as tl
 from ._common import check_device, dot_precision, interpreting, kernel_dtype
 
 __all__ = ["slstm_sequence"]
+
 
 @triton.jit
 def _bits(x):
@@ -52,7 +53,7 @@ def _mark(x):
 
 @triton.jit
 def _zeros(x):
-    """How many words of x read as zero (not yet written), up to 1."""
+    """1 if a word of x reads as zero (not yet written), else 0."""
     return tl.max((_bits(x) == 0).to(tl.int32))
 
 
@@ -191,10 +192,10 @@ def _fw(wx, r, bias, st, hx, raw, y, B, S, NH, DH, T0, T1, BB: tl.constexpr, U: 
 def _bw(dy, dfin, r, st, raw, draw, dcar, dinit, B, S, NH, DH, T_hi, T_lo, TAIL: tl.constexpr,
         BB: tl.constexpr, U: tl.constexpr, KA: tl.constexpr, KB: tl.constexpr, BK: tl.constexpr,
         RESIDENT: tl.constexpr, PREC: tl.constexpr):
-    """Back through steps T_hi - 1 down to T_lo. draw (zeroed, the kernel's type) is the exchange buffer. dfin/dinit: (3, B, NH,
-    DH) gradients of (c, n, h) after the last / before the first step; dcar: (2, B, NH, DH) the (dc, dn)
-    carried between launches. With TAIL, the gradient of the initial h is formed at the end (needs all gate
-    gradients of step 0)."""
+    """Back through steps T_hi - 1 down to T_lo. draw (zeroed, the kernel's type) is the exchange buffer.
+    dfin/dinit: (3, B, NH, DH) gradients of (c, n, h) after the last / before the first step; dcar: (2, B, NH,
+    DH) the (dc, dn) carried between launches. With TAIL, the gradient of the initial h is formed at the end
+    (needs all gate gradients of step 0)."""
     hd, bidx, bm, u, um, mask, so, go = _tile(B, S, NH, DH, BB, U)
     SZ = B * (S + 1) * NH * DH
     FZ = B * NH * DH
@@ -212,7 +213,7 @@ def _bw(dy, dfin, r, st, raw, draw, dcar, dinit, B, S, NH, DH, T_hi, T_lo, TAIL:
     zero = tl.zeros((4, BB, U), tl.float32)
     grow = ((bidx[None, :, None] * S * 4 + g4) * NH + hd) * DH  # gate rows of step 0
     gm = bm[None, :, None]
-    for it in range(0, T_hi - T_lo):
+    for it in range(T_hi - T_lo):
         t = T_hi - 1 - it
         dyv = tl.load(dy + ((bidx[:, None] * S + t) * NH + hd) * DH + u[None, :], mask=mask, other=0.0)
         ri, rf, rz, ro = _split4(tl.load(raw + go + t * 4 * ND, mask=mask[None], other=0.0))
@@ -242,7 +243,8 @@ def _bw(dy, dfin, r, st, raw, draw, dcar, dinit, B, S, NH, DH, T_hi, T_lo, TAIL:
         d_z = dc * ig * (1.0 - z * z)
         d_i = tl.where(ig_raw <= 1.0, (dc * z + dn) * ig, 0.0)
         d_f = tl.where(fg_raw <= 1.0, (dc * c_prev + dn * n_prev) * fg * tl.sigmoid(-rf), 0.0)
-        tl.store(draw + go + t * 4 * ND, _mark(_join4(d_i, d_f, d_z, d_o).to(draw.dtype.element_ty)), mask=mask[None])
+        dg = _join4(d_i, d_f, d_z, d_o).to(draw.dtype.element_ty)
+        tl.store(draw + go + t * 4 * ND, _mark(dg), mask=mask[None])
         dc = dc * fg
         dn = dn * fg
     tl.store(dcar + fo, dc, mask=mask)
@@ -267,7 +269,8 @@ _SMS: dict = {}
 
 
 def _plan(B, NH, DH, dtype, device) -> dict:
-    """Units per program U (a power of two >= 16) and group size SPLIT = ceil(DH / U)."""
+    """Units per program U (a power of two >= 16), group size SPLIT = ceil(DH / U), the blocks of input units
+    KA, KB of the resident kernel, and whether it is resident."""
     DHP = max(16, triton.next_power_of_2(DH))
     nbb = triton.cdiv(B, BB)
     U = DHP
@@ -278,14 +281,14 @@ def _plan(B, NH, DH, dtype, device) -> dict:
             if cand < DHP and nbb * NH * triton.cdiv(DH, cand) <= _SMS[device]:
                 U = cand
                 break
+    KA = max(16, DHP // 2)  # the resident kernel in two blocks of input units: no padding at DH = 3 * 2**k
+    KB = max(16, triton.next_power_of_2(max(DH - KA, 1)))
     plan = {"U": U, "stepwise": False, "resident": None}
     plan.update(_FORCE or {})
     split = triton.cdiv(DH, plan["U"])
     if plan["resident"] is None:
-        plan["resident"] = DHP * plan["U"] * 4 * torch.tensor([], dtype=dtype).element_size() <= RESIDENT_BYTES
+        plan["resident"] = (KA + KB) * plan["U"] * 4 * torch.tensor([], dtype=dtype).element_size() <= RESIDENT_BYTES
     assert not (split > 1 and not plan["stepwise"] and interpreting()), "the interpreter runs programs in turn"
-    KA = max(16, DHP // 2)  # the resident kernel in two blocks of input units: no padding at DH = 3 * 2**k
-    KB = max(16, triton.next_power_of_2(max(DH - KA, 1)))
     plan.update(KA=KA, KB=KB, SPLIT=split, grid=(nbb, NH, split))
     return plan
 
@@ -343,7 +346,10 @@ class _SLSTMFn(torch.autograd.Function):
             _bw[p["grid"]](*args, 0, 0, TAIL=True, **meta)
         else:
             _bw[p["grid"]](*args, S, 0, TAIL=True, **meta)
-        dr = torch.einsum("bshd,bsghe->hdge", hx[:, :S], draw).to(r_dtype)
+        # dr[h] = sum over (b, s) of h_{s-1}[h] (x) the gate gradients of head h at s: one GEMM over all pairs of
+        # heads (NH times the FLOPs) reads draw in place, where a per-head product needs a permuted copy of it.
+        full = hx[:, :S].reshape(B * S, NH * DH).t() @ draw.view(B * S, 4 * NH * DH)
+        dr = full.view(NH, DH, 4, NH, DH).diagonal(dim1=0, dim2=3).permute(3, 0, 1, 2).to(r_dtype).contiguous()
         db = draw.sum((0, 1), dtype=torch.float32).transpose(0, 1).to(b_dtype)
         # m_initial scales (c0, n0): its gradient is the one of their logarithm.
         dm0 = None

@@ -17,6 +17,6 @@ timeout 120 python3 $D/run_slstm_gpu.py check 2>&1 | tee $OUT/check.log | cut -c
 echo "check rc ${PIPESTATUS[0]}"
 wait $BG; tail -2 $OUT/frnn_build.log
 timeout 150 python3 $D/run_slstm_gpu.py time 2>&1 | tee $OUT/time.log | tail -8
-timeout 120 ncu --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
-  -k regex:"_fw|_bw" -c 4 python3 $D/run_slstm_gpu.py ncu > $OUT/ncu.txt 2>&1
-grep -E "^  _|Duration|Compute \(SM\) Throughput|L2 Cache Throughput|DRAM Throughput|Grid Size|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Stall" $OUT/ncu.txt | head -60
+timeout 150 ncu --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats --print-details all \
+  -k regex:"_fw|_bw" -c 4 python3 $D/run_slstm_gpu.py ncu > $OUT/ncu_S512.txt 2>&1
+grep -E "^  _|Duration|Compute \(SM\) Throughput|L2 Cache Throughput|DRAM Throughput|Grid Size|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Stall" $OUT/ncu_S512.txt | head -60
