@@ -30,7 +30,7 @@ from .. import __version__
 from ..schemas.entry import SCHEMA_VERSION
 from ..schemas.models import XLSTMLargeLMConfig, XLSTMLMConfig
 from ..schemas.yaml_io import dump_yaml, load_yaml, validate_document
-from ..xlstm.large import set_weight_mode
+from ..xlstm.large import set_weight_mode, single_layout_state_dict
 from .convert_hf import from_hf_config, to_hf_config, transformers_fill
 
 CONFIG_NAME = "config.json"
@@ -136,11 +136,11 @@ def _shards(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, 
 
 
 def _cpu_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Every state_dict entry, contiguous on CPU. A tensor shared by several names (a tied head) is
-    written under each name: transformers' xLSTM does not tie and reads both."""
+    """Every state_dict entry (xLSTM Large in the single layout), contiguous on CPU. A tensor shared by
+    several names (a tied head) is written under each name: transformers' xLSTM does not tie and reads both."""
     written: set[tuple] = set()
     tensors = {}
-    for name, tensor in model.state_dict().items():
+    for name, tensor in single_layout_state_dict(model).items():
         if tensor.is_meta:
             raise CheckpointError(f"cannot save {name}: the model still has weights on the meta device")
         tensor = tensor.detach().to("cpu").contiguous()

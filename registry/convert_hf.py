@@ -114,6 +114,7 @@ def to_hf_config(model) -> dict:
         "model_type": MODEL_TYPE,
         "architectures": ["xLSTMForCausalLM"],
         **{name: getattr(config, name) for name in (*MODEL_FIELDS, *IGNORED_BY_TRANSFORMERS, *SOFT_CAPS)},
+        "weight_mode": "single",  # the layout checkpoints hold (fused is a way to run, converted at load)
         **{name: getattr(config, name) for name in TOKEN_IDS if getattr(config, name) is not None},
         "hidden_size": config.embedding_dim,
         "embedding_dim": config.embedding_dim,

@@ -108,6 +108,13 @@ def test_fused_transformers_directory(tmp_path):
         as_single = build_model(f"local-dir:{hf_dir}", overrides=["model.weight_mode=single"])
         assert as_single.config.weight_mode == "single"
         assert rel_err(expected, as_single(ids).logits) < 1e-4
+        # a fused model saves the single layout (config.json says so): transformers loads it, we load it fused
+        save_pretrained(ours, tmp_path / "saved")
+        assert json.loads((tmp_path / "saved" / "config.json").read_text())["weight_mode"] == "single"
+        assert "backbone.blocks.0.mlstm_layer.q.weight" in load_file(tmp_path / "saved" / "model.safetensors")
+        assert rel_err(expected, xLSTMForCausalLM.from_pretrained(tmp_path / "saved").eval()(ids).logits) < 1e-4
+        again = build_model(f"local-dir:{tmp_path / 'saved'}")
+        assert again.config.weight_mode == "fused" and rel_err(expected, again(ids).logits) < 1e-4
 
 
 def test_convert_cli_from_hf(tmp_path, capsys):

@@ -194,6 +194,20 @@ def _unfuse(module: nn.Module, into: str, parts: tuple, sizes: list) -> None:
         setattr(module, p, _linear(w.clone(), None if b is None else b.clone()))
 
 
+def single_layout_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """model.state_dict() with every fused projection split into its single-mode names (views, no copy):
+    the published layout, which checkpoints hold whatever mode the model runs in."""
+    state = model.state_dict()
+    for prefix, module in model.named_modules():
+        if isinstance(module, (MLSTMLayerLarge, SwiGLU)) and module.fused:
+            for into, (parts, sizes) in module.fusions().items():
+                for leaf in ("weight", "bias"):
+                    stacked = state.pop(f"{prefix}.{into}.{leaf}", None)
+                    if stacked is not None:
+                        state.update({f"{prefix}.{p}.{leaf}": t for p, t in zip(parts, stacked.split(sizes))})
+    return state
+
+
 def set_weight_mode(model: nn.Module, mode: str) -> nn.Module:
     """Convert every xLSTM Large block to weight mode `mode` ("single" | "fused") in place: same math.
 
