@@ -1,8 +1,8 @@
 """Triton kernels against an independent float64 recurrence, run in Triton's CPU interpreter.
 
 TRITON_INTERPRET is read when triton is imported, so the Triton checks run in one child process
-(`python tests/test_triton_kernels.py`, with TRITON_INTERPRET=1) that prints their relative errors as
-JSON; the tests below assert on them. Nothing leaks into other tests of the same pytest process.
+(`python tests/test_triton_kernels.py` under TRITON_INTERPRET=1, tests/interpreted.py) that prints their
+relative errors as JSON; the tests below assert on them. Nothing leaks into other tests of the same pytest process.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+
+from interpreted import run_interpreted
 
 # ---------------------------------------------------------------------------------------------------------
 # float64 references: a plain loop over time steps of the cell equations
@@ -209,10 +211,7 @@ triton = pytest.importorskip("triton")
 
 @pytest.fixture(scope="module")
 def results():
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_interpreted(__file__)
 
 
 @pytest.mark.parametrize("case", [f"chunkwise_{n}" for n in MLSTM_CASES] + ["sequence_S9", "step", "slstm",
