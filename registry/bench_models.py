@@ -136,8 +136,8 @@ def bench_generate(rep: Report, new_tokens: int):
     rows, checks = [], []
     gen = torch.Generator(device="cuda").manual_seed(0)
     variants = [("single weights, PyTorch pointwise", "single", "native"),
-                ("single weights, fused pointwise (default)", "single", "auto"),
-                ("fused weights, fused pointwise", "fused", "auto")]
+                ("single weights, fused pointwise", "single", "auto"),
+                ("fused weights, fused pointwise (default)", "fused", "auto")]
     prompts = {batch: torch.randint(0, SEVEN_B["vocab_size"], (batch, 128), device="cuda", generator=gen)
                for batch in (1, 8)}
     for label, weight_mode, pointwise in variants:
@@ -204,7 +204,7 @@ def bench_generate(rep: Report, new_tokens: int):
 
 def bench_prefill(rep: Report):
     """One forward over a 1 x S prompt: ours with every position's logits at three chunk sizes, with the last
-    position's only (as generate asks), with PyTorch pointwise ops, and with fused weights; the peer."""
+    position's only (as generate asks), with PyTorch pointwise ops, and with single weights; the peer."""
     import torch
     rows = []
 
@@ -232,8 +232,8 @@ def bench_prefill(rep: Report):
     _set_pointwise(model, "native")
     measure("zoo, last-position logits, PyTorch pointwise", last)
     _set_pointwise(model, "auto")
-    set_weight_mode(model, "fused")
-    measure("zoo, last-position logits, fused weights", last)
+    set_weight_mode(model, "single")
+    measure("zoo, last-position logits, single weights (the checkpoint's layout)", last)
     del model
     _free()
     peer = _peer_7b()

@@ -177,10 +177,18 @@ def _linear(weight: torch.Tensor, bias: Optional[torch.Tensor]) -> nn.Linear:
     return linear
 
 
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """torch.cat of the rows; on meta only the shape (meta's cat imports torch._dynamo: a second)."""
+    first = tensors[0]
+    if first.is_meta:
+        return torch.empty(sum(t.shape[0] for t in tensors), *first.shape[1:], dtype=first.dtype, device="meta")
+    return torch.cat(tensors)
+
+
 def _fuse(module: nn.Module, into: str, parts: tuple) -> None:
     linears = [getattr(module, p) for p in parts]
-    bias = None if linears[0].bias is None else torch.cat([m.bias.data for m in linears])
-    merged = _linear(torch.cat([m.weight.data for m in linears]), bias)
+    bias = None if linears[0].bias is None else _stack([m.bias.data for m in linears])
+    merged = _linear(_stack([m.weight.data for m in linears]), bias)
     for p in parts:
         delattr(module, p)
     setattr(module, into, merged)
