@@ -371,7 +371,16 @@ def load_checkpoint(model: nn.Module, path: PathLike, strict: bool = True, *,
         verify_sha256(path, (sha256 or {}).get(path.name))
         files = [path]
     tensors = (item for file in _progress(files, "loading shards") for item in iter_tensors(file))
-    return load_tensors(model, tensors, strict=strict, device=device, source=str(path), fill=fill)
+    # An xLSTM Large checkpoint loads into either weight mode: into its own layout, then converted.
+    wanted = getattr(getattr(model, "config", None), "weight_mode", None)
+    stored = _stored_weight_mode(files) if wanted else None
+    if not stored or stored == wanted:
+        return load_tensors(model, tensors, strict=strict, device=device, source=str(path), fill=fill)
+    set_weight_mode(model, stored)
+    try:
+        return load_tensors(model, tensors, strict=strict, device=device, source=str(path), fill=fill)
+    finally:
+        set_weight_mode(model, wanted)
 
 
 def _progress(items: list, desc: str):
@@ -432,14 +441,7 @@ def _build_and_load(config, directory: Path, *, device, dtype, strict: bool, sha
     model = build_model(config, device="meta", dtype=dtype, overrides=overrides)
     from_transformers = not (directory / ZOO_CONFIG_NAME).is_file() and model.config.kind == "xlstm-large-lm"
     fill = transformers_fill(model.config) if from_transformers else None
-    # An xLSTM Large checkpoint loads into either weight mode: into its own, then converted.
-    wanted = getattr(model.config, "weight_mode", None)
-    stored = _stored_weight_mode(found.files) if wanted else None
-    if stored and stored != wanted:
-        set_weight_mode(model, stored)
     load_checkpoint(model, directory, strict=strict, sha256=sha256, device=device, fill=fill)
-    if stored and stored != wanted:
-        set_weight_mode(model, wanted)
     return model.eval()
 
 

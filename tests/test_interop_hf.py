@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from transformers import xLSTMConfig, xLSTMForCausalLM
 
 from xlstm_zoo.registry.builder import build_model
-from xlstm_zoo.registry.checkpoints import save_pretrained
+from xlstm_zoo.registry.checkpoints import load_checkpoint, save_pretrained
 from xlstm_zoo.registry.convert import main as convert_main
 from xlstm_zoo.registry.convert_hf import ConfigMappingError, from_hf_config
 from xlstm_zoo.xlstm.generation import generate
@@ -115,6 +115,9 @@ def test_fused_transformers_directory(tmp_path):
         assert rel_err(expected, xLSTMForCausalLM.from_pretrained(tmp_path / "saved").eval()(ids).logits) < 1e-4
         again = build_model(f"local-dir:{tmp_path / 'saved'}")
         assert again.config.weight_mode == "fused" and rel_err(expected, again(ids).logits) < 1e-4
+        into_built = build_model({"model": {**again.config.model_dump(), "weight_mode": "fused"}})
+        load_checkpoint(into_built, tmp_path / "saved")  # the public loader converts too
+        assert rel_err(expected, into_built(ids).logits) < 1e-4
 
 
 def test_convert_cli_from_hf(tmp_path, capsys):
