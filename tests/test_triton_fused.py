@@ -85,6 +85,37 @@ def _models() -> dict:
     return out
 
 
+def _gate_step() -> dict:
+    """The decode step that projects its own gates, against the float64 recurrence fed gates computed
+    in float64: one DHV block per program (default at small batch) and 2 or 4 (forced, and by default
+    at 256 heads), relative errors of h and the new c, n, m."""
+    from test_triton_kernels import mlstm_reference
+    from xlstm_zoo.kernels.triton.mlstm_step import mlstm_step_projecting_gates
+
+    gen = torch.Generator().manual_seed(2)
+    out = {}
+    for name, (B, NH, DQ, DV, D, per_program) in {"one_slab": (2, 2, 16, 32, 48, None),
+                                                  "two_slabs": (2, 2, 256, 64, 48, 2),
+                                                  "four_slabs": (1, 2, 256, 64, 40, 4),
+                                                  "by_batch": (128, 2, 256, 64, 24, None)}.items():
+        q, k = (torch.randn(B, NH, DQ, generator=gen) for _ in range(2))
+        v, x = torch.randn(B, NH, DV, generator=gen), torch.randn(B, D, generator=gen)
+        weights = (torch.randn(NH, D, generator=gen), torch.randn(NH, generator=gen),
+                   torch.randn(NH, D, generator=gen), 3 + torch.randn(NH, generator=gen))
+        c, n, m = (torch.randn(B, NH, DQ, DV, generator=gen), torch.randn(B, NH, DQ, generator=gen).abs(),
+                   torch.randn(B, NH, 1, generator=gen))
+        h, (c1, n1, m1) = mlstm_step_projecting_gates(q, k, v, x, weights, 15.0, c, n, m,
+                                                      slabs_per_program=per_program)
+        w_i, b_i, w_f, b_f = (t.double() for t in weights)
+        gate = lambda w, b: (15.0 * torch.tanh((x.double() @ w.T + b) / 15.0))[:, :, None, None]  # noqa: E731
+        rh, rc, rn, rm = mlstm_reference(q.double()[:, :, None], k.double()[:, :, None], v.double()[:, :, None],
+                                         gate(w_i, b_i)[..., 0], gate(w_f, b_f)[..., 0], c.double(), n.double(),
+                                         m.double())
+        rel = lambda a, b: float((a.double() - b).norm() / b.norm())  # noqa: E731
+        out[name] = max(rel(h, rh[:, :, 0]), rel(c1, rc), rel(n1, rn), rel(m1, rm))
+    return out
+
+
 @pytest.fixture(scope="module")
 def results():
     pytest.importorskip("triton")
@@ -104,6 +135,12 @@ def test_fused_model_matches_native(results):
             assert value < 1e-5, (name, value)
 
 
+def test_gate_projecting_step_matches_float64(results):
+    assert set(results["gate_step"]) == {"one_slab", "two_slabs", "four_slabs", "by_batch"}
+    for name, err in results["gate_step"].items():
+        assert err < 1e-5, (name, err)  # float32 throughout: a few 1e-7 expected
+
+
 def test_fused_kernels_only_without_autograd():
     """With autograd on (training) the block takes the PyTorch ops: the fused kernels have no backward."""
     model = _model("triton", "single", "native")
@@ -113,4 +150,4 @@ def test_fused_kernels_only_without_autograd():
 
 
 if __name__ == "__main__":
-    print(json.dumps({"ops": _ops(), "models": _models()}))
+    print(json.dumps({"ops": _ops(), "models": _models(), "gate_step": _gate_step()}))

@@ -90,24 +90,27 @@ def _gate(x, w, bias, row, D, cap, CAP: tl.constexpr, BD: tl.constexpr):
 @triton.jit
 def _step_gates_kernel(q, k, v, x, wi, bi, wf, bf, c, n, m, h, c_out, n_out, m_out, NH, D, DHQK, DHV,
                        sqb, sqh, svb, svh, sxb, cap, scale, eps, CAP: tl.constexpr, DQ: tl.constexpr,
-                       BV: tl.constexpr, BD: tl.constexpr):
-    """One step whose gates are projected here from the block's normed input x: every program of a head
-    computes its two dot products (L2-resident weights), which saves the gate product, its split-K
-    reduction and the soft-cap launches of a decode step."""
+                       BV: tl.constexpr, BD: tl.constexpr, NB: tl.constexpr):
+    """One step whose gates are projected here from the block's normed input x: every program computes
+    the head's two dot products (L2-resident weights), which saves the gate product, its split-K
+    reduction and the soft-cap launches of a decode step. A program updates NB slabs of C."""
     pv, bh = tl.program_id(0), tl.program_id(1)
     b, hd = bh // NH, bh % NH
-    d, dv, md, mv, coff, cmask = _slab(pv, bh, DHQK, DHV, DQ, BV)
     it = _gate(x + b * sxb, wi, bi, hd, D, cap, CAP, BD)
     ft = _gate(x + b * sxb, wf, bf, hd, D, cap, CAP, BD)
-    cs = tl.load(c + coff, mask=cmask, other=0.0).to(tl.float32)
-    ns = tl.load(n + bh * DHQK + d, mask=md, other=0.0).to(tl.float32)
-    ms = tl.load(m + bh).to(tl.float32)
-    qt = tl.load(q + b * sqb + hd * sqh + d, mask=md, other=0.0).to(tl.float32)
-    kt = tl.load(k + b * sqb + hd * sqh + d, mask=md, other=0.0).to(tl.float32)
-    vt = tl.load(v + b * svb + hd * svh + dv, mask=mv, other=0.0).to(tl.float32)
-    ht, cs, ns, ms = _update(qt, kt, vt, it, ft, cs, ns, ms, scale, eps)
-    tl.store(h + bh * DHV + dv, ht.to(h.dtype.element_ty), mask=mv)
-    _store_state(cs, ns, ms, c_out, n_out, m_out, pv, bh, d, md, coff, cmask, DHQK)
+    d = tl.arange(0, DQ)
+    n0 = tl.load(n + bh * DHQK + d, mask=d < DHQK, other=0.0).to(tl.float32)
+    m0 = tl.load(m + bh).to(tl.float32)
+    qt = tl.load(q + b * sqb + hd * sqh + d, mask=d < DHQK, other=0.0).to(tl.float32)
+    kt = tl.load(k + b * sqb + hd * sqh + d, mask=d < DHQK, other=0.0).to(tl.float32)
+    for j in range(NB):
+        slab = pv * NB + j
+        d, dv, md, mv, coff, cmask = _slab(slab, bh, DHQK, DHV, DQ, BV)
+        cs = tl.load(c + coff, mask=cmask, other=0.0).to(tl.float32)
+        vt = tl.load(v + b * svb + hd * svh + dv, mask=mv, other=0.0).to(tl.float32)
+        ht, cs, ns, ms = _update(qt, kt, vt, it, ft, cs, n0, m0, scale, eps)
+        tl.store(h + bh * DHV + dv, ht.to(h.dtype.element_ty), mask=mv)
+        _store_state(cs, ns, ms, c_out, n_out, m_out, slab, bh, d, md, coff, cmask, DHQK)
 
 
 def _dense(x: torch.Tensor) -> torch.Tensor:
@@ -115,7 +118,7 @@ def _dense(x: torch.Tensor) -> torch.Tensor:
 
 
 def _launch(kernel, B, NH, T, DHQK, DHV, dtype, dev, c, n, m, c_out, inputs, sizes, strides, **constexprs):
-    """Allocate h and the new states, launch `kernel` over (DHV blocks, B * NH), return h, (c, n, m)."""
+    """Allocate h and the new states, launch `kernel` over (DHV blocks / NB, B * NH), return h, (c, n, m)."""
     h = torch.empty(B, NH, T, DHV, device=dev, dtype=dtype)
     if c_out is None:
         c_out = torch.empty(B, NH, DHQK, DHV, device=dev, dtype=torch.float32)
@@ -124,7 +127,12 @@ def _launch(kernel, B, NH, T, DHQK, DHV, dtype, dev, c, n, m, c_out, inputs, siz
     DQ = max(16, triton.next_power_of_2(DHQK))
     # Enough programs to spread the state over the SMs at batch 1, slabs of >= 4 KB each.
     BV = max(16, min(triton.next_power_of_2(DHV), 4096 // DQ))
-    grid = (triton.cdiv(DHV, BV), B * NH)
+    if constexprs.get("NB", 1) is None:  # each program repeats the per-head work: aim at ~512 programs
+        nb, slabs = 1, triton.cdiv(DHV, BV)
+        while nb < slabs and B * NH * slabs // (2 * nb) >= 512:
+            nb *= 2
+        constexprs["NB"] = nb
+    grid = (triton.cdiv(DHV, BV * constexprs.get("NB", 1)), B * NH)
     kernel[grid](*inputs, c.contiguous(), n.contiguous(), m.contiguous(), h, c_out, n_out, m_out, *sizes, *strides,
                  DQ=DQ, BV=BV, num_warps=4 if DQ * BV >= 4096 else 2, **constexprs)
     return h, (c_out, n_out, m_out)
@@ -160,9 +168,11 @@ def mlstm_step(q, k, v, i, f, c, n, m, *, eps=1e-6, c_out=None):
     return h[:, :, 0], states
 
 
-def mlstm_step_projecting_gates(q, k, v, x, gate_weights, gate_soft_cap, c, n, m, *, eps=1e-6, c_out=None):
+def mlstm_step_projecting_gates(q, k, v, x, gate_weights, gate_soft_cap, c, n, m, *, eps=1e-6, c_out=None,
+                                slabs_per_program=None):
     """mlstm_step with the gates projected inside the kernel: x (B, D) is the normed block input and
-    gate_weights = (w_i, b_i, w_f, b_f), w (NH, D), b (NH,): i = soft_cap(x w_i^T + b_i), f likewise."""
+    gate_weights = (w_i, b_i, w_f, b_f), w (NH, D), b (NH,): i = soft_cap(x w_i^T + b_i), f likewise.
+    slabs_per_program: DHV blocks of C per program (a power of two; default: by batch size)."""
     B, NH, DHQK = q.shape
     DHV, D = v.shape[-1], x.shape[-1]
     check_device(q, k, v, x, *gate_weights, c, n, m)
@@ -175,7 +185,7 @@ def mlstm_step_projecting_gates(q, k, v, x, gate_weights, gate_soft_cap, c, n, m
     h, states = _launch(_step_gates_kernel, B, NH, 1, DHQK, DHV, q.dtype, q.device, c, n, m, c_out,
                         (q, k, v, x, w_i, b_i, w_f, b_f), (NH, D, DHQK, DHV),
                         (*q.stride()[:2], *v.stride()[:2], x.stride(0), float(gate_soft_cap or 1.0),
-                         DHQK ** -0.5, eps), CAP=gate_soft_cap is not None,
+                         DHQK ** -0.5, eps), NB=slabs_per_program, CAP=gate_soft_cap is not None,
                         BD=min(1024, triton.next_power_of_2(D)))
     return h[:, :, 0], states
 
