@@ -65,8 +65,24 @@ def test_eos_stops_rows_and_generation(model):
         if len(hits):
             stop = int(hits[0])
             assert torch.equal(row[: stop + 1], row_free[: stop + 1]) and (row[stop:] == eos).all()
-    if (out[:, 5:] == eos).any(1).all():
-        assert out.shape[1] < 13  # everyone finished: no further steps
+    first_hits = [(row == eos).nonzero() for row in free[:, 5:]]
+    if all(len(h) for h in first_hits):  # everyone finishes: generation stops at the last row's eos
+        assert out.shape[1] == 5 + max(int(h[0]) for h in first_hits) + 1
+    else:
+        assert out.shape[1] == 13
+
+
+def test_generation_stops_at_the_step_every_row_has_finished(model):
+    """Whatever eos is, the output ends at the step of the last row's first eos (or runs to the limit).
+    Rows 0 and 1 share a prompt, so every token row 0 produces ends both; row 2 may not."""
+    prompt = torch.randint(0, VOCAB, (2, 4)).repeat_interleave(torch.tensor([2, 1]), 0)
+    free = model.generate(prompt, 10, eos_token_id=-1)[:, 4:]
+    for eos in free[0].unique().tolist():
+        hits = [(row == eos).nonzero() for row in free]
+        expected = 4 + (max(int(h[0]) for h in hits) + 1 if all(len(h) for h in hits) else 10)
+        assert model.generate(prompt, 10, eos_token_id=eos).shape[1] == expected
+    two_rows = model.generate(prompt[:2], 10, eos_token_id=int(free[0, 3]))
+    assert two_rows.shape[1] == 4 + int((free[0] == free[0, 3]).nonzero()[0]) + 1 < 14  # stops early
 
 
 def test_sampling_controls(model):

@@ -80,6 +80,29 @@ def _sample(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: Op
     return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
 
 
+class _AllDone:
+    """`done.all()` read back on the host without waiting for the work queued after it: on CUDA a copy to
+    pinned memory and an event, so the next decode step is already running while the host checks."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            self.host = torch.empty((), dtype=torch.bool, pin_memory=True)
+            self.event = torch.cuda.Event()
+
+    def read(self, done: torch.Tensor) -> None:
+        if self.cuda:
+            self.host.copy_(done.all(), non_blocking=True)
+            self.event.record()
+        else:
+            self.host = done.all()
+
+    def value(self) -> bool:
+        if self.cuda:
+            self.event.synchronize()
+        return bool(self.host)
+
+
 def _eager_decoder(model, state):
     """token (B,) -> last logits (B, vocab), carrying the state: one eager forward per token."""
 
@@ -120,16 +143,20 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, do_sample: boo
     decode = graph_decoder(model, state) if _use_graph(model, input_ids, cuda_graph) else _eager_decoder(model, state)
     del state  # the decoder holds what it needs: the graph runner copied it into its own buffers
     done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+    finished = _AllDone(done.device)
     tokens = []
     for step in range(max_new_tokens):
         token = _sample(logits.float(), do_sample, temperature, top_k, top_p, generator)
         if eos_token_id is not None:
             token = token.masked_fill(done, eos_token_id)
             done |= token == eos_token_id
+            finished.read(done)
         tokens.append(token)
-        if step == max_new_tokens - 1 or (eos_token_id is not None and bool(done.all())):
+        if step == max_new_tokens - 1:
             break
-        logits = decode(token)
+        logits = decode(token)  # queued before the host looks at `done`: the GPU never waits for that check
+        if eos_token_id is not None and finished.value():
+            break
     return torch.cat([input_ids, torch.stack(tokens, 1)], 1) if tokens else input_ids
 
 
