@@ -7,6 +7,9 @@ served from L2) and prints ms per step and the fraction of copy bandwidth. Run o
 
 import torch
 
+from xlstm_zoo.registry.bench import _copy_bandwidth
+from xlstm_zoo.registry.bench_models import _ms
+
 D, F, QK, V, NH, L, VOCAB = 4096, 10944, 2048, 4096, 8, 32, 50304
 LAYOUTS = {
     "single": [(QK, D), (QK, D), (V, D), (V, D), (NH, D), (NH, D), (D, V), (F, D), (F, D), (D, F)],
@@ -14,31 +17,9 @@ LAYOUTS = {
 }
 
 
-def copy_bandwidth() -> float:
-    x = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
-    y = torch.empty_like(x)
-    ms = timed(lambda: y.copy_(x))
-    return 2 * x.numel() / ms / 1e6
-
-
-def timed(fn, reps: int = 20) -> float:
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(reps):
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
-
-
 def main() -> None:
-    bw = copy_bandwidth()
-    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, copy bandwidth {bw:.0f} GB/s")
+    bw = _copy_bandwidth()  # bytes/s
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, copy bandwidth {bw / 1e9:.0f} GB/s")
     print("| layout | B | products/step | GB/step | ms/step (graph) | fraction of copy bandwidth |")
     print("|---|---|---|---|---|---|")
     for name, shapes in LAYOUTS.items():
@@ -56,8 +37,8 @@ def main() -> None:
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 step()
-            ms = timed(graph.replay)
-            print(f"| {name} | {B} | {len(weights)} | {nbytes / 1e9:.2f} | {ms:.3f} | {nbytes / ms / 1e6 / bw:.2f} |")
+            ms = _ms(graph.replay, reps=20)
+            print(f"| {name} | {B} | {len(weights)} | {nbytes / 1e9:.2f} | {ms:.3f} | {nbytes / (ms / 1e3) / bw:.2f} |")
         del weights
 
 

@@ -6,23 +6,9 @@ mlstm_step_projecting_gates at the 7B head per slabs_per_program, 8 layers in on
 import torch
 
 from xlstm_zoo.kernels.triton.mlstm_step import mlstm_step_projecting_gates
+from xlstm_zoo.registry.bench_models import _ms
 
 NH, DQ, DV, D, LAYERS = 8, 256, 512, 4096, 8
-
-
-def timed(fn, reps: int = 20) -> float:
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(reps):
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
 
 
 def layer(B: int):
@@ -46,7 +32,7 @@ def main() -> None:
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 step()
-            row.append(f"NB={nb}: {timed(graph.replay) * 1000 / LAYERS:.1f} us")
+            row.append(f"NB={nb}: {_ms(graph.replay, reps=20) * 1000 / LAYERS:.1f} us")
         print(" | ".join(row), flush=True)
 
 
