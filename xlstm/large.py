@@ -125,10 +125,10 @@ class XLSTMLargeBlock(nn.Module):
         self.norm_ffn = norm()
         self.ffn = SwiGLU(config)
         self.pointwise = kernels.pointwise_kernel
-        if self.pointwise == "triton" and (config.use_bias or not config.norm_reduction_force_float32):
+        self.fusable = not config.use_bias and config.norm_reduction_force_float32
+        if self.pointwise == "triton" and not self.fusable:
             raise ValueError("kernels.pointwise_kernel=triton: the fused kernels cover blocks without biases and "
                              "with float32 norm reductions (use_bias: false, norm_reduction_force_float32: true)")
-        self.fusable = not config.use_bias and config.norm_reduction_force_float32
 
     def runs_fused(self, x: torch.Tensor) -> bool:
         """Fused pointwise kernels: only without autograd or autocast (they have no backward)."""
