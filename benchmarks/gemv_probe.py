@@ -7,8 +7,8 @@ served from L2) and prints ms per step and the fraction of copy bandwidth. Run o
 
 import torch
 
-from xlstm_zoo.registry.bench import _copy_bandwidth
-from xlstm_zoo.registry.bench_models import _ms
+from xlstm_zoo.registry.bench.report import _copy_bandwidth
+from xlstm_zoo.registry.bench.models import _ms
 
 D, F, QK, V, NH, L, VOCAB = 4096, 10944, 2048, 4096, 8, 32, 50304
 LAYOUTS = {

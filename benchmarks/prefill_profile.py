@@ -15,8 +15,8 @@ import os
 
 import torch
 
-from xlstm_zoo.registry.bench import Report, _rel, _versions
-from xlstm_zoo.registry.bench_models import SEVEN_B, _ms, _set_pointwise, _zoo_7b, by_kind, kernel_times
+from xlstm_zoo.registry.bench.report import Report, _rel, _versions
+from xlstm_zoo.registry.bench.models import SEVEN_B, _ms, _set_pointwise, _zoo_7b, by_kind, kernel_times
 
 
 def kind(name: str) -> str:

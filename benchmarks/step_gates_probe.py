@@ -6,7 +6,7 @@ mlstm_step_projecting_gates at the 7B head per slabs_per_program, 8 layers in on
 import torch
 
 from xlstm_zoo.kernels.triton.mlstm_step import mlstm_step_projecting_gates
-from xlstm_zoo.registry.bench_models import _ms
+from xlstm_zoo.registry.bench.models import _ms
 
 NH, DQ, DV, D, LAYERS = 8, 256, 512, 4096, 8
 

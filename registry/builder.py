@@ -8,27 +8,13 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
+
 from ..schemas.yaml_io import Overrides
-from ..xlstm import MODEL_CLASSES, apply_init, set_weight_mode
+from .checkpoints import load_model_dir, load_pretrained, resolve_source
+from .factory import instantiate
 from .index import get_config, get_entry, looks_like_path, split_name
 
 SOURCE_PREFIXES = ("local-dir:", "hf-hub:")
-
-
-def instantiate(config, *, device: Union[str, torch.device, None] = None, dtype: Optional[torch.dtype] = None) -> nn.Module:
-    """The model a validated config describes, initialised by its init rules (not on `meta`).
-
-    Fused xLSTM Large weights are initialised in the single layout, then stacked: the rules address
-    q, k, v, the output gate and each gate's bias by name, and both modes start from the same values.
-    """
-    fused = getattr(config, "weight_mode", None) == "fused"
-    layout = config.model_copy(update={"weight_mode": "single"}) if fused else config
-    with torch.device(device or "cpu"):
-        model = MODEL_CLASSES[config.kind](layout)
-    apply_init(model, layout.init_rules(), layout)
-    if fused:
-        set_weight_mode(model, "fused")
-    return model if dtype is None else model.to(dtype)
 
 
 def _check_spec(spec: Any) -> None:
@@ -54,15 +40,11 @@ def build_model(spec: Any, *, pretrained: Union[bool, str] = False, overrides: O
     """
     _check_spec(spec)
     if isinstance(spec, str) and spec.startswith(SOURCE_PREFIXES):
-        from .checkpoints import load_model_dir, resolve_source
-
         return load_model_dir(resolve_source(spec), device=device, dtype=dtype, overrides=overrides)
     config = get_config(spec, overrides)
     if pretrained:
         if not isinstance(spec, str) or looks_like_path(spec):
             raise ValueError("pretrained=... needs a zoo name; for a checkpoint directory use 'local-dir:PATH'")
-        from .checkpoints import load_pretrained
-
         weights = get_entry(spec).weights_for(pretrained if isinstance(pretrained, str) else split_name(spec)[1])
         return load_pretrained(config, weights, device=device, dtype=dtype)
     return instantiate(config, device=device, dtype=dtype)

@@ -27,11 +27,11 @@ SCHEMA_COMMENT = re.compile(r"^# yaml-language-server: \$schema=(\S+)")
 
 # Verbs implemented elsewhere: verb -> module whose main(argv) runs it (imported only when used).
 DELEGATED = {
-    "convert": "convert",
+    "convert": "checkpoints.convert",
     "train": "pipelines:train_main",
     "eval": "pipelines:eval_main",
     "reproduce": "pipelines:reproduce_main",
-    "bench": "bench",
+    "bench": "bench.cli",
 }
 
 

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 import torch
 
-from xlstm_zoo.registry import checkpoints
+from xlstm_zoo.registry.checkpoints import store as checkpoints
 from xlstm_zoo.registry.builder import build_model
 from xlstm_zoo.registry.checkpoints import CheckpointError, load_checkpoint, load_pretrained, save_pretrained
 from xlstm_zoo.schemas.entry import WeightsSpec

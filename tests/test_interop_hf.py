@@ -13,8 +13,8 @@ from transformers import xLSTMConfig, xLSTMForCausalLM
 
 from xlstm_zoo.registry.builder import build_model
 from xlstm_zoo.registry.checkpoints import load_checkpoint, save_pretrained
-from xlstm_zoo.registry.convert import main as convert_main
-from xlstm_zoo.registry.convert_hf import ConfigMappingError, from_hf_config
+from xlstm_zoo.registry.checkpoints.convert import main as convert_main
+from xlstm_zoo.registry.checkpoints.hf import ConfigMappingError, from_hf_config
 from xlstm_zoo.xlstm.generation import generate
 
 # transformers sizes its cache with qk/v dims rounded up to 64 but its layers with int(D * factor)

@@ -15,9 +15,9 @@ import torch
 from safetensors.torch import load_file
 
 from xlstm_zoo.registry.builder import build_model
-from xlstm_zoo.registry.convert import main as convert_main
-from xlstm_zoo.registry.convert_hf import ConfigMappingError
-from xlstm_zoo.registry.convert_nxai import from_nxai_config
+from xlstm_zoo.registry.checkpoints.convert import main as convert_main
+from xlstm_zoo.registry.checkpoints.hf import ConfigMappingError
+from xlstm_zoo.registry.checkpoints.nxai import from_nxai_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nxai"
 CASES = {"mixed": "model.safetensors", "cuda_layout": "model.pt"}

@@ -6,7 +6,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from xlstm_zoo.kernels import slstm_native
 from xlstm_zoo.kernels.triton import slstm
-from xlstm_zoo.registry.bench import _bench, _flashrnn, _rel
+from xlstm_zoo.registry.bench.kernels import _bench, _flashrnn, _rel
 import kernel_before
 
 OUT = os.environ.get("OUT", "/tmp")

@@ -26,12 +26,14 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
-from .. import __version__
-from ..schemas.entry import SCHEMA_VERSION
-from ..schemas.models import XLSTMLargeLMConfig, XLSTMLMConfig
-from ..schemas.yaml_io import dump_yaml, load_yaml, validate_document
-from ..xlstm.large import set_weight_mode, single_layout_state_dict
-from .convert_hf import from_hf_config, to_hf_config, transformers_fill
+from ... import __version__
+from ...schemas.entry import SCHEMA_VERSION
+from ...schemas.models import XLSTMLargeLMConfig, XLSTMLMConfig
+from ...schemas.yaml_io import dump_yaml, load_yaml, validate_document
+from ...xlstm.large import set_weight_mode, single_layout_state_dict
+from ..factory import instantiate
+from ..index import get_config
+from .hf import from_hf_config, to_hf_config, transformers_fill
 
 CONFIG_NAME = "config.json"
 ZOO_CONFIG_NAME = "zoo.yaml"
@@ -434,11 +436,9 @@ def _build_and_load(config, directory: Path, *, device, dtype, strict: bool, sha
     Each tensor replaces its meta placeholder as it is read, so peak host memory stays near one copy
     of the weights in the target dtype (default: the dtype the weights are stored in).
     """
-    from .builder import build_model
-
     found = find_weight_files(directory)
     dtype = dtype or _stored_dtype(found.files) or torch.get_default_dtype()
-    model = build_model(config, device="meta", dtype=dtype, overrides=overrides)
+    model = instantiate(get_config(config, overrides), device="meta", dtype=dtype)
     from_transformers = not (directory / ZOO_CONFIG_NAME).is_file() and model.config.kind == "xlstm-large-lm"
     fill = transformers_fill(model.config) if from_transformers else None
     load_checkpoint(model, directory, strict=strict, sha256=sha256, device=device, fill=fill)

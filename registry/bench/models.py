@@ -10,36 +10,19 @@ CUDA-event medians after warm-up; floors use the copy bandwidth measured in the 
 from __future__ import annotations
 
 import contextlib
-import statistics
 import time
 from typing import Callable, Optional
 
-from .bench import Report, _copy_bandwidth, _rel
+from .report import Report, _copy_bandwidth, _ms, _rel
 
 SEVEN_B = dict(embedding_dim=4096, num_heads=8, num_blocks=32, vocab_size=50304)
 TRAIN = dict(embedding_dim=768, num_heads=4, num_blocks=12, vocab_size=50304)
 
 
-def _ms(fn: Callable, reps: int = 5, warmup: int = 1) -> float:
-    """Median wall time of fn() in ms, CUDA events around each call."""
-    import torch
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
-
-
 def _zoo_7b():
     import torch
 
-    from .builder import build_model
+    from ..builder import build_model
     return build_model("xlstm-7b", device="cuda", dtype=torch.bfloat16).eval()
 
 
@@ -50,7 +33,7 @@ def _peer_7b():
         from xlstm.xlstm_large.model import xLSTMLarge, xLSTMLargeConfig
     except ImportError:
         return None
-    from .bench import _tfla
+    from .kernels import _tfla
     _tfla("chunkwise--triton_xl_chunk", 128)  # installs the triton 3.6 compile workaround
     cfg = xLSTMLargeConfig(**SEVEN_B, mode="inference", return_last_states=True, chunk_size=128,
                            chunkwise_kernel="chunkwise--triton_xl_chunk", sequence_kernel="native_sequence__triton",
@@ -129,8 +112,8 @@ def bench_generate(rep: Report, new_tokens: int):
     of the same variant; the peer."""
     import torch
 
-    from ..xlstm import cuda_graph
-    from ..xlstm.large import set_weight_mode
+    from ...xlstm import cuda_graph
+    from ...xlstm.large import set_weight_mode
     model = _zoo_7b()
     bw = _copy_bandwidth()
     rows, checks = [], []
@@ -218,7 +201,7 @@ def bench_prefill(rep: Report):
                 ms = _ms(lambda: fn(ids), reps=5)
             rows.append([S, name, ms, S / ms * 1e3, (torch.cuda.max_memory_allocated() - base) / 2**30])
 
-    from ..xlstm.large import set_weight_mode
+    from ...xlstm.large import set_weight_mode
     model = _zoo_7b()
     chunk = model.config.kernels.chunk_size
     for size in (128, 256, chunk):  # the config's size last: the fast paths below run with it
@@ -250,7 +233,7 @@ def _train_models(dist):
     eager and compiled, and the peers that are installed."""
     import torch
 
-    from .builder import build_model
+    from ..builder import build_model
 
     def zoo(compile):
         def build():
@@ -284,7 +267,7 @@ def bench_train(rep: Report, only: Optional[str], steps: int, batch: int = 16, s
     import torch
     import torch.nn.functional as F
 
-    from .pipelines.distributed import setup
+    from ..pipelines.distributed import setup
     dist = setup()
     rows = []
     for name, build in _train_models(dist):

@@ -17,9 +17,9 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
-from ..schemas.models import XLSTMLMConfig
-from ..schemas.yaml_io import load_yaml
-from .convert_hf import ConfigMappingError
+from ...schemas.models import XLSTMLMConfig
+from ...schemas.yaml_io import load_yaml
+from .hf import ConfigMappingError
 
 LM_FIELDS = {"vocab_size", "embedding_dim", "num_blocks", "context_length", "tie_weights",
              "weight_decay_on_embedding", "add_embedding_dropout", "add_post_blocks_norm", "bias", "dropout",

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..schemas.models import XLSTMLargeLMConfig
+from ...schemas.models import XLSTMLargeLMConfig
 
 MODEL_TYPE = "xlstm"
 ZOO_MODEL_TYPE = "xlstm_zoo"

@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..schemas.errors import ConfigError
-from .checkpoints import CheckpointError, iter_tensors, load_model_dir, load_tensors, resolve_source, save_pretrained
-from .convert_nxai import convert_nxai_state, read_nxai_yaml
+from ...schemas.errors import ConfigError
+from .store import CheckpointError, iter_tensors, load_model_dir, load_tensors, resolve_source, save_pretrained
+from .nxai import convert_nxai_state, read_nxai_yaml
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -23,10 +23,10 @@ def convert_nxai(config_path: Path, weights_path: Path, out: Path, *, dtype=None
     """Convert NX-AI's YAML config and state_dict; the model is built on meta and filled tensor by tensor."""
     import torch
 
-    from .builder import build_model
+    from ..factory import instantiate
 
     config, backend = read_nxai_yaml(config_path)
-    model = build_model(config, device="meta", dtype=dtype or torch.float32)
+    model = instantiate(config, device="meta", dtype=dtype or torch.float32)
     tensors = convert_nxai_state(iter_tensors(weights_path), config, backend)
     load_tensors(model, tensors, strict=True, source=str(weights_path))
     return save_pretrained(model, out, max_shard_size=max_shard_size)

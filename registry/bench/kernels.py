@@ -1,6 +1,4 @@
-"""`xlstm-zoo bench <what>`: GPU benchmarks of the zoo against its peers, each a sub-benchmark.
-
-    xlstm-zoo bench kernels [--only check,chunkwise,step,slstm] [--quick] [--out benchmarks/results]
+"""`xlstm-zoo bench kernels [--only check,chunkwise,step,slstm] [--quick]`: our kernels against their peers.
 
 `kernels` checks our Triton kernels in bf16 at real sizes against float64 (native forms upcast), then times
 them beside the peers that are installed (mlstm_kernels TFLA, torch SDPA flash attention, FlashRNN) at the
@@ -10,60 +8,13 @@ tables are printed and written, with the GPU and software versions, to a markdow
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import datetime as dt
-import importlib.metadata as md
 import math
 import os
-import platform
-from pathlib import Path
-from typing import Callable
+
+from .report import Report, _bench, _copy_bandwidth, _rel, _versions, _write
 
 BF16 = None  # torch.bfloat16, set once torch is imported (keeps `xlstm-zoo --help` free of torch)
-
-
-class Report:
-    """Markdown sections collected while running; printed as they come."""
-
-    def __init__(self):
-        self.parts: list[str] = []
-
-    def table(self, title: str, header: list[str], rows: list[list]):
-        lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(_fmt(x) for x in r) + " |" for r in rows]
-        self.add("\n".join(lines))
-
-    def add(self, text: str):
-        print(text + "\n", flush=True)
-        self.parts.append(text)
-
-
-def _fmt(x) -> str:
-    if isinstance(x, float):
-        return f"{x:.3g}" if abs(x) < 1e-2 or abs(x) >= 1e3 else f"{x:.3f}".rstrip("0").rstrip(".")
-    return str(x)
-
-
-def _bench(fn: Callable, grad_to_none=None) -> float:
-    import triton.testing
-    return float(triton.testing.do_bench(fn, warmup=25, rep=100, grad_to_none=grad_to_none, return_mode="median"))
-
-
-def _rel(x, ref) -> float:
-    x, ref = x.detach().double(), ref.detach().double()
-    return float("nan") if not x.isfinite().all() else float((x - ref).norm() / ref.norm())
-
-
-def _versions() -> str:
-    import torch
-    vers = {"torch": torch.__version__, "cuda": torch.version.cuda}
-    for pkg in ("triton", "mlstm_kernels", "flashrnn", "xlstm"):
-        with contextlib.suppress(md.PackageNotFoundError):
-            vers[pkg] = md.version(pkg)
-    p = torch.cuda.get_device_properties(0)
-    return (f"GPU: {p.name} ({p.multi_processor_count} SMs), date {dt.date.today()}, python {platform.python_version()}, "
-            + ", ".join(f"{k} {v}" for k, v in vers.items()))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -146,8 +97,8 @@ def check_kernels(rep: Report):
     """bf16 at real head sizes against the native forms in float64 (themselves tested against the recurrence)."""
     import torch
 
-    from ..kernels import mlstm_native, slstm_native
-    from ..kernels.triton import mlstm_chunkwise, mlstm_step, slstm
+    from ...kernels import mlstm_native, slstm_native
+    from ...kernels.triton import mlstm_chunkwise, mlstm_step, slstm
 
     rows = []
     B, NH, S, DQ, DV = 2, 8, 1000, 256, 512  # S not a multiple of the chunk
@@ -203,7 +154,7 @@ def check_kernels(rep: Report):
 def bench_chunkwise(rep: Report, quick: bool):
     import torch
 
-    from ..kernels.triton.mlstm_chunkwise import mlstm_chunkwise
+    from ...kernels.triton.mlstm_chunkwise import mlstm_chunkwise
 
     def ours(L):
         return lambda q, k, v, i, f: mlstm_chunkwise(q, k, v, i, f, chunk_size=L)
@@ -242,19 +193,11 @@ def bench_chunkwise(rep: Report, quick: bool):
                "speed-up fwd+bwd vs TFLA"], rows)
 
 
-def _copy_bandwidth() -> float:
-    import torch
-    x = torch.empty(1 << 28, device="cuda", dtype=torch.float32)  # 1 GiB
-    y = torch.empty_like(x)
-    ms = _bench(lambda: y.copy_(x))
-    return 2 * x.numel() * 4 / (ms * 1e-3)
-
-
 def bench_step(rep: Report):
     import torch
     import triton.testing
 
-    from ..kernels.triton.mlstm_step import mlstm_step
+    from ...kernels.triton.mlstm_step import mlstm_step
     impls = {"zoo triton step": mlstm_step}
     with contextlib.suppress(ImportError):
         from mlstm_kernels.torch import get_mlstm_step_kernel
@@ -284,7 +227,7 @@ def bench_step(rep: Report):
 def bench_slstm(rep: Report, quick: bool):
     import torch
 
-    from ..kernels.triton.slstm import slstm_sequence
+    from ...kernels.triton.slstm import slstm_sequence
     B, NH, DH = 16, 4, 192
     frnn = _flashrnn()
     rows = []
@@ -336,61 +279,3 @@ def kernels(args) -> int:
             torch.cuda.empty_cache()
     _write(rep, "kernels", args.out)
     return 0
-
-
-def _write(rep: Report, what: str, out: str) -> None:
-    import torch
-    path = Path(out)
-    path.mkdir(parents=True, exist_ok=True)
-    gpu = torch.cuda.get_device_name(0).replace(" ", "-")
-    path = path / f"{what}-{dt.datetime.now():%Y%m%d-%H%M}-{gpu}.md"
-    path.write_text("\n\n".join(rep.parts) + "\n")
-    print(f"written {path}")
-
-
-def models(args) -> int:
-    """generate / prefill / train (registry/bench_models.py)."""
-    import torch
-
-    from . import bench_models
-    if not torch.cuda.is_available():
-        print(f"bench {args.what} needs a CUDA GPU")
-        return 2
-    rep = Report()
-    rep.add(f"## xlstm-zoo bench {args.what}\n\n{_versions()}")
-    if args.what == "generate":
-        bench_models.bench_generate(rep, args.new_tokens)
-    elif args.what == "prefill":
-        bench_models.bench_prefill(rep)
-    elif not bench_models.bench_train(rep, args.only, args.steps).main:
-        return 0
-    _write(rep, args.what, args.out)
-    return 0
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="xlstm-zoo bench", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="what", required=True)
-    k = sub.add_parser("kernels", help="mLSTM/sLSTM kernels against their peers (GPU)")
-    k.add_argument("--only", default="check,chunkwise,step,slstm")
-    k.add_argument("--quick", action="store_true", help="one sequence length per table")
-    k.add_argument("--out", default="benchmarks/results")
-    k.set_defaults(run=kernels)
-    for what, text in (("generate", "xLSTM-7B greedy decode, CUDA graph vs eager vs peer (GPU)"),
-                       ("prefill", "xLSTM-7B prefill 1x2048 / 1x8192 (GPU)"),
-                       ("train", "~160M xLSTM Large training tokens/s, eager and compiled; DDP under torchrun")):
-        p = sub.add_parser(what, help=text)
-        p.add_argument("--out", default="benchmarks/results")
-        if what == "generate":
-            p.add_argument("--new-tokens", type=int, default=128)
-        if what == "train":
-            p.add_argument("--only", default=None, help="substring of the model names to run")
-            p.add_argument("--steps", type=int, default=10)
-        p.set_defaults(run=models)
-    args = parser.parse_args(argv)
-    return args.run(args)
-
-
-if __name__ == "__main__":
-    import sys
-    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""GPU benchmarks: `xlstm-zoo bench kernels|generate|prefill|train` (cli.py)."""

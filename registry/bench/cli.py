@@ -1,0 +1,67 @@
+"""`xlstm-zoo bench <what>`: GPU benchmarks of the zoo against its peers, each a sub-benchmark.
+
+    xlstm-zoo bench kernels [--only check,chunkwise,step,slstm] [--quick] [--out benchmarks/results]
+    xlstm-zoo bench generate | prefill | train [--out benchmarks/results]
+
+Kernels (kernels.py) and whole models (models.py) are timed beside the peers that are installed, in one
+run; the tables are printed and written, with the GPU and software versions, to a markdown file under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .report import Report, _versions, _write
+
+
+def models(args) -> int:
+    """generate / prefill / train (models.py)."""
+    import torch
+
+    from . import models as bench_models
+    if not torch.cuda.is_available():
+        print(f"bench {args.what} needs a CUDA GPU")
+        return 2
+    rep = Report()
+    rep.add(f"## xlstm-zoo bench {args.what}\n\n{_versions()}")
+    if args.what == "generate":
+        bench_models.bench_generate(rep, args.new_tokens)
+    elif args.what == "prefill":
+        bench_models.bench_prefill(rep)
+    elif not bench_models.bench_train(rep, args.only, args.steps).main:
+        return 0
+    _write(rep, args.what, args.out)
+    return 0
+
+
+def _kernels(args) -> int:
+    from .kernels import kernels
+    return kernels(args)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="xlstm-zoo bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    k = sub.add_parser("kernels", help="mLSTM/sLSTM kernels against their peers (GPU)")
+    k.add_argument("--only", default="check,chunkwise,step,slstm")
+    k.add_argument("--quick", action="store_true", help="one sequence length per table")
+    k.add_argument("--out", default="benchmarks/results")
+    k.set_defaults(run=_kernels)
+    for what, text in (("generate", "xLSTM-7B greedy decode, CUDA graph vs eager vs peer (GPU)"),
+                       ("prefill", "xLSTM-7B prefill 1x2048 / 1x8192 (GPU)"),
+                       ("train", "~160M xLSTM Large training tokens/s, eager and compiled; DDP under torchrun")):
+        p = sub.add_parser(what, help=text)
+        p.add_argument("--out", default="benchmarks/results")
+        if what == "generate":
+            p.add_argument("--new-tokens", type=int, default=128)
+        if what == "train":
+            p.add_argument("--only", default=None, help="substring of the model names to run")
+            p.add_argument("--steps", type=int, default=10)
+        p.set_defaults(run=models)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    import sys
+    raise SystemExit(main(sys.argv[1:]))
