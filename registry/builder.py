@@ -10,7 +10,7 @@ from torch import nn
 
 
 from ..schemas.yaml_io import Overrides
-from .checkpoints import load_model_dir, load_pretrained, resolve_source
+from .checkpoints import adapters, load_model_dir, load_pretrained, resolve_source
 from .factory import instantiate
 from .index import get_config, get_entry, looks_like_path, split_name
 
@@ -33,14 +33,20 @@ def build_model(spec: Any, *, pretrained: Union[bool, str] = False, overrides: O
     """Build a model.
 
     spec: a zoo name (`xlstm-125m`, or `name.tag` for a weights tag), a YAML file (an entry or a bare
-    model config), a config object, `local-dir:PATH` or `hf-hub:ORG/NAME` (a checkpoint directory).
+    model config), a config object, `local-dir:PATH` or `hf-hub:ORG/NAME` (a checkpoint directory, or an
+    adapter directory: its base with the adapter, unmerged; overrides then apply to the base).
     pretrained: load the entry's default weights (True) or those of a tag (a string).
     overrides: `{"model.num_blocks": 6}` or `["model.num_blocks=6"]`, validated like the file.
     device="meta" builds without allocating memory.
     """
     _check_spec(spec)
     if isinstance(spec, str) and spec.startswith(SOURCE_PREFIXES):
-        return load_model_dir(resolve_source(spec), device=device, dtype=dtype, overrides=overrides)
+        directory = resolve_source(spec)
+        if adapters.is_adapter_dir(directory):
+            base, overrides = adapters.read_base(directory, overrides)
+            model = build_model(base.name, pretrained=base.pretrained, overrides=overrides, device=device, dtype=dtype)
+            return adapters.attach(model, directory)
+        return load_model_dir(directory, device=device, dtype=dtype, overrides=overrides)
     config = get_config(spec, overrides)
     if pretrained:
         if not isinstance(spec, str) or looks_like_path(spec):

@@ -9,10 +9,11 @@ from __future__ import annotations
 from ...schemas.recipe import DataConfig
 from .batch import IGNORE, Batch, Task
 from .formal import FormalLanguageTask
+from .instructions import InstructionTask
 from .mqar import MQARTask
 from .text import TextTask
 
-TASKS = {"formal-language": FormalLanguageTask, "mqar": MQARTask, "text": TextTask}
+TASKS = {"formal-language": FormalLanguageTask, "mqar": MQARTask, "text": TextTask, "instructions": InstructionTask}
 
 
 def make_task(data: DataConfig) -> Task:

@@ -83,3 +83,24 @@ def reproduce_main(argv: list[str]) -> int:
     print(table(rows))
     print(f"runs in {out}")
     return 1 if any(r["passed"] is False for r in rows) else 0
+
+
+def merge_main(argv: list[str]) -> int:
+    """Fold a LoRA run's adapter into its base: a plain checkpoint directory, in the base's weight mode."""
+    parser = argparse.ArgumentParser(prog="xlstm-zoo merge")
+    parser.add_argument("adapter", type=Path, help="an adapter directory (a LoRA run's model/)")
+    parser.add_argument("--out", required=True, type=Path, help="where the merged checkpoint goes")
+    parser.add_argument("overrides", nargs="*", help="overrides of the base, e.g. model.kernels.mode=inference")
+    args = parser.parse_intermixed_args(argv)
+    from ..builder import build_model
+    from ..checkpoints import adapters, save_pretrained
+
+    if not adapters.is_adapter_dir(args.adapter):
+        raise ValueError(f"{args.adapter}: no {adapters.CONFIG_NAME}: not an adapter directory")
+    base, overrides = adapters.read_base(args.adapter, args.overrides)
+    model = build_model(base.name, pretrained=base.pretrained, overrides=overrides)
+    weight_mode = getattr(model.config, "weight_mode", None)
+    adapters.merge(adapters.attach(model, args.adapter), weight_mode)
+    save_pretrained(model, args.out)
+    print(f"merged {args.adapter} into {base.name}: {args.out}")
+    return 0

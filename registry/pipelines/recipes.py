@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ...schemas.recipe import Recipe, TextData
+from ...schemas.recipe import InstructionData, Recipe, TextData
 from ...schemas.yaml_io import Overrides, apply_overrides, dump_yaml, load_yaml, validate_document
 from ..builder import build_model
 from ..data import Task
@@ -39,7 +39,7 @@ def pin_paths(recipe: Recipe, base: Path) -> Recipe:
     update = {}
     if is_file_spec(recipe.model.name):
         update["model"] = recipe.model.model_copy(update={"name": str(base / recipe.model.name)})
-    if isinstance(recipe.data, TextData):
+    if isinstance(recipe.data, (TextData, InstructionData)):
         files = [f if ":" in f else str(base / f) for f in recipe.data.files]
         update["data"] = recipe.data.model_copy(update={"files": files})
     return recipe.model_copy(update=update)
@@ -51,9 +51,10 @@ def save_recipe(recipe: Recipe, path: Path) -> None:
 
 
 def build(recipe: Recipe, task: Task, device: torch.device) -> torch.nn.Module:
-    """The recipe's model; its vocabulary must cover the task's tokens."""
+    """The recipe's model; its vocabulary must cover the task's tokens. An adapter's base is built in its dtype."""
+    dtype = torch.bfloat16 if recipe.adapter and recipe.adapter.base_dtype == "bfloat16" else None
     model = build_model(recipe.model.name, pretrained=recipe.model.pretrained, overrides=recipe.model.overrides,
-                        device=device)
+                        device=device, dtype=dtype)
     if model.config.vocab_size < task.vocab_size:
         raise ValueError(f"model.vocab_size: {model.config.vocab_size} is smaller than the {task.vocab_size} "
                          "tokens the recipe's data uses; override it in model.overrides")

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from ...schemas.recipe import Recipe, Schedule
 from ...xlstm.optim import param_groups
-from ..checkpoints import save_pretrained
+from ..checkpoints import adapters, save_pretrained
 from ..data import IGNORE, Batch, Task, make_task
 from . import checkpoint
 from .distributed import Dist, setup
@@ -57,6 +57,8 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> dict:
     torch.manual_seed(cfg.seed)
     task = make_task(recipe.data)
     model = build(recipe, task, dist.device)
+    if recipe.adapter:  # before any distributed wrapping: DDP / FSDP see only the adapter as trainable
+        adapters.apply(model, recipe.adapter)
     optimizer = torch.optim.AdamW(param_groups(model, recipe.optimizer.weight_decay), lr=recipe.optimizer.lr,
                                   betas=recipe.optimizer.betas, eps=recipe.optimizer.eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(recipe.schedule, cfg.max_steps))
@@ -75,7 +77,10 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> dict:
     else:
         metrics = _loop(recipe, task, model, dist.wrap(model), optimizer, scheduler, dist, log, out, start)
     if dist.main:
-        save_pretrained(model, out / "model")
+        if recipe.adapter:
+            adapters.save(model, out / "model", recipe.model)
+        else:
+            save_pretrained(model, out / "model")
         try:
             plot(out / "metrics.jsonl", out / "metrics.png")
         except ImportError:
