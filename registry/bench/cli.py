@@ -1,7 +1,7 @@
 """`xlstm-zoo bench <what>`: GPU benchmarks of the zoo against its peers, each a sub-benchmark.
 
     xlstm-zoo bench kernels [--only check,chunkwise,step,slstm] [--quick] [--out benchmarks/results]
-    xlstm-zoo bench generate | prefill | train [--out benchmarks/results]
+    xlstm-zoo bench generate | prefill | train | lora [--out benchmarks/results]
 
 Kernels (kernels.py) and whole models (models.py) are timed beside the peers that are installed, in one
 run; the tables are printed and written, with the GPU and software versions, to a markdown file under --out.
@@ -15,7 +15,7 @@ from .report import Report, _versions, _write
 
 
 def models(args) -> int:
-    """generate / prefill / train (models.py)."""
+    """generate / prefill / train (models.py), lora (lora.py)."""
     import torch
 
     from . import models as bench_models
@@ -28,6 +28,9 @@ def models(args) -> int:
         bench_models.bench_generate(rep, args.new_tokens)
     elif args.what == "prefill":
         bench_models.bench_prefill(rep)
+    elif args.what == "lora":
+        from .lora import bench_lora
+        bench_lora(rep, args.steps)
     elif not bench_models.bench_train(rep, args.only, args.steps).main:
         return 0
     _write(rep, args.what, args.out)
@@ -49,14 +52,16 @@ def main(argv: list[str]) -> int:
     k.set_defaults(run=_kernels)
     for what, text in (("generate", "xLSTM-7B greedy decode, CUDA graph vs eager vs peer (GPU)"),
                        ("prefill", "xLSTM-7B prefill 1x2048 / 1x8192 (GPU)"),
-                       ("train", "~160M xLSTM Large training tokens/s, eager and compiled; DDP under torchrun")):
+                       ("train", "~160M xLSTM Large training tokens/s, eager and compiled; DDP under torchrun"),
+                       ("lora", "xLSTM-7B LoRA fine-tuning steps/s and peak memory, batch 4 x 2048 (GPU)")):
         p = sub.add_parser(what, help=text)
         p.add_argument("--out", default="benchmarks/results")
         if what == "generate":
             p.add_argument("--new-tokens", type=int, default=128)
         if what == "train":
             p.add_argument("--only", default=None, help="substring of the model names to run")
-            p.add_argument("--steps", type=int, default=10)
+        if what in ("train", "lora"):
+            p.add_argument("--steps", type=int, default=10 if what == "train" else 5)
         p.set_defaults(run=models)
     args = parser.parse_args(argv)
     return args.run(args)
