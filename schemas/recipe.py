@@ -96,7 +96,7 @@ class TextData(Schema):
 class InstructionData(Schema):
     """Instruction tuning: records with a prompt and a response; the loss is on the response tokens only.
 
-    A sample is the prompt's tokens, then the response's (then EOS for the gpt2 tokenizer), as they are: any
+    A sample is the prompt's tokens, then the response's (then EOS where the tokenizer has one), as they are: any
     template or separator is part of the data. Records are split into train and validation by position.
     """
 
@@ -107,7 +107,9 @@ class InstructionData(Schema):
     """None infers it from the file suffix."""
     prompt_field: str = "prompt"
     response_field: str = "response"
-    tokenizer: Literal["char", "byte", "gpt2"] = "gpt2"
+    tokenizer: Union[Literal["char", "byte", "gpt2"], Annotated[str, Field(pattern=r"^(local-dir|hf-hub):.+")]] = "gpt2"
+    """As for text, or a checkpoint directory's tokenizer.json (`local-dir:PATH`, `hf-hub:ORG/NAME` from the local
+    cache): the base model's own tokens."""
     context_length: int = Field(2048, ge=2)
     """Samples longer than this are cut at the end (of the response); batches are padded to their longest."""
     val_fraction: float = Field(0.1, gt=0, lt=1)

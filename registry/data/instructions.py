@@ -1,6 +1,6 @@
 """Instruction tuning data: prompt/response records; the targets are the response's tokens only.
 
-A sample is prompt tokens + response tokens (+ EOS with the gpt2 tokenizer). Its targets are the next tokens,
+A sample is prompt tokens + response tokens (+ EOS where the tokenizer has one). Its targets are the next tokens,
 IGNORE wherever the next token is still part of the prompt, so the loss counts only predicted response
 tokens. Batches are right-padded to their longest sample (inputs 0, targets IGNORE).
 """
@@ -15,7 +15,7 @@ import torch
 from ...schemas.recipe import InstructionData
 from .batch import IGNORE, Batch, step_rng
 from .files import file_format, resolve
-from .tokenizers import END_OF_TEXT, make_tokenizer
+from .tokenizers import make_tokenizer
 
 
 def read_records(config: InstructionData) -> list[tuple[str, str]]:
@@ -65,7 +65,7 @@ class InstructionTask:
         records = read_records(config)
         self.tokenizer = make_tokenizer(config.tokenizer, "".join(p + r for p, r in records))
         self.vocab_size = self.tokenizer.vocab_size
-        eos = [END_OF_TEXT] if config.tokenizer == "gpt2" else []
+        eos = [] if self.tokenizer.eos_id is None else [self.tokenizer.eos_id]
         encoded = [(self.tokenizer.encode(p), self.tokenizer.encode(r) + eos) for p, r in records]
         crowded = [len(p) for p, r in encoded if len(p) >= config.context_length or not r]
         if crowded:

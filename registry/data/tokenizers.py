@@ -1,9 +1,11 @@
-"""Offline tokenizers: characters of the corpus, UTF-8 bytes, or GPT-2 BPE from the shipped ranks file."""
+"""Offline tokenizers: characters of the corpus, UTF-8 bytes, GPT-2 BPE from the shipped ranks file, or a
+checkpoint directory's own `tokenizer.json` (Hugging Face tokenizers). `eos_id` is None where there is none."""
 
 from __future__ import annotations
 
 import base64
 import gzip
+import json
 from functools import lru_cache
 
 from .files import resolve
@@ -17,6 +19,8 @@ RANKS_FILE = "zoo-data:gpt2.tiktoken.gz"
 
 class CharTokenizer:
     """One id per distinct character of the corpus, in sorted order (deterministic for a given corpus)."""
+
+    eos_id = None
 
     def __init__(self, corpus: str):
         self.chars = sorted(set(corpus))
@@ -32,6 +36,7 @@ class CharTokenizer:
 
 class ByteTokenizer:
     vocab_size = 256
+    eos_id = None
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
@@ -44,6 +49,7 @@ class GPT2Tokenizer:
     """Byte-level BPE with GPT-2's ranks: each pre-token is merged pairwise, lowest rank first (as tiktoken)."""
 
     vocab_size = END_OF_TEXT + 1
+    eos_id = END_OF_TEXT
 
     def __init__(self):
         import regex  # GPT-2's pattern needs \p{..} classes
@@ -70,7 +76,36 @@ class GPT2Tokenizer:
         return b"".join(self._bytes[i] for i in ids if i != END_OF_TEXT).decode("utf-8", errors="replace")
 
 
+class CheckpointTokenizer:
+    """The `tokenizer.json` of a checkpoint directory (`local-dir:PATH`, or `hf-hub:ORG/NAME` from the local
+    cache), so a model is fine-tuned on its own tokens; EOS is the `eos_token_id` of its config.json."""
+
+    def __init__(self, source: str):
+        try:
+            from tokenizers import Tokenizer
+        except ImportError as exc:
+            raise ImportError("data.tokenizer: a checkpoint's tokenizer.json needs the tokenizers package: "
+                              "pip install 'xlstm-zoo[data]'") from exc
+        from ..checkpoints import resolve_source
+
+        directory = resolve_source(source, files=["tokenizer.json"])
+        if not (directory / "tokenizer.json").is_file():
+            raise FileNotFoundError(f"data.tokenizer: {directory} has no tokenizer.json")
+        self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        self.vocab_size = self._tokenizer.get_vocab_size()
+        config = directory / "config.json"
+        self.eos_id = json.loads(config.read_text()).get("eos_token_id") if config.is_file() else None
+
+    def encode(self, text: str) -> list[int]:
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tokenizer.decode(ids)
+
+
 def make_tokenizer(kind: str, corpus: str):
+    if kind.startswith(("local-dir:", "hf-hub:")):
+        return CheckpointTokenizer(kind)
     if kind == "char":
         return CharTokenizer(corpus)
     return ByteTokenizer() if kind == "byte" else GPT2Tokenizer()
