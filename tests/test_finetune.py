@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,19 @@ def test_build_model_loads_base_plus_adapter_and_merge_matches(run, capsys):
     # float32 throughout: folding B A into W reorders one sum per output, ~1e-7 relative
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert (want - before).abs().max() > 1e-2  # the adapter changed what the model computes
+
+
+def test_merge_refuses_what_is_not_a_whole_adapter(run, tmp_path, capsys):
+    assert main(["merge", str(run / "base"), "--out", str(tmp_path / "m")]) == 2
+    assert "not an adapter directory" in capsys.readouterr().err
+    shutil.copytree(run / "run" / "model", tmp_path / "adapter")
+    weights = tmp_path / "adapter" / "adapter_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one flipped bit in the last tensor
+    weights.write_bytes(bytes(data))
+    assert main(["merge", str(tmp_path / "adapter"), "--out", str(tmp_path / "m")]) == 1
+    assert "adapter_model.safetensors: sha256 mismatch" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
 
 
 def test_target_modules_defaults_patterns_and_errors():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -93,14 +94,18 @@ def merge_main(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="overrides of the base, e.g. model.kernels.mode=inference")
     args = parser.parse_intermixed_args(argv)
     from ..builder import build_model
-    from ..checkpoints import adapters, save_pretrained
+    from ..checkpoints import CheckpointError, adapters, save_pretrained
 
     if not adapters.is_adapter_dir(args.adapter):
         raise ValueError(f"{args.adapter}: no {adapters.CONFIG_NAME}: not an adapter directory")
-    base, overrides = adapters.read_base(args.adapter, args.overrides)
-    model = build_model(base.name, pretrained=base.pretrained, overrides=overrides)
-    weight_mode = getattr(model.config, "weight_mode", None)
-    adapters.merge(adapters.attach(model, args.adapter), weight_mode)
+    try:
+        base, overrides = adapters.read_base(args.adapter, args.overrides)
+        model = build_model(base.name, pretrained=base.pretrained, overrides=overrides)
+        weight_mode = getattr(model.config, "weight_mode", None)
+        adapters.merge(adapters.attach(model, args.adapter), weight_mode)
+    except CheckpointError as exc:
+        print(f"xlstm-zoo merge: error: {exc}", file=sys.stderr)
+        return 1
     save_pretrained(model, args.out)
     print(f"merged {args.adapter} into {base.name}: {args.out}")
     return 0
