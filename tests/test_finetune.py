@@ -108,6 +108,10 @@ def test_build_model_loads_base_plus_adapter_and_merge_matches(run, capsys):
     trained = torch.load(run / "run" / "checkpoints" / f"step-{STEPS:08d}" / "trainer.pt", weights_only=True)["model"]
     assert all(torch.equal(p, trained[n]) for n, p in tuned.named_parameters())
     assert [n for n, p in tuned.named_parameters() if p.requires_grad] == [n for n in trained if ".lora_" in n]
+    assert main(["eval", str(run / "run")]) == 0  # the run's recipe on base + adapter: the run's last validation
+    final = [r for r in read_metrics(run / "run" / "metrics.jsonl") if "val_loss" in r][-1]
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["val_loss"] == pytest.approx(
+        final["val_loss"], rel=1e-6)
     assert main(["merge", str(run / "run" / "model"), "--out", str(run / "merged")]) == 0
     merged = build_model(f"local-dir:{run / 'merged'}")
     assert merged.config.weight_mode == "fused"  # the base's layout again, for inference
