@@ -20,6 +20,7 @@ from xlstm_zoo.registry.checkpoints import adapters
 from xlstm_zoo.registry.cli import main
 from xlstm_zoo.registry.data import IGNORE, make_task
 from xlstm_zoo.registry.data.batch import step_rng
+from xlstm_zoo.registry.pipelines import checkpoint
 from xlstm_zoo.registry.pipelines.metrics import read_metrics
 from xlstm_zoo.schemas import ConfigError
 from xlstm_zoo.schemas.recipe import InstructionData, LoRA, Recipe
@@ -67,8 +68,19 @@ adapter: {{kind: lora, rank: 4, alpha: 8}}
     return root
 
 
+def trained_weights(run: Path) -> dict[str, torch.Tensor]:
+    """The weights of the run's final checkpoint (the in-memory model at the end of training), by name."""
+    model = build_model(f"local-dir:{run / 'run' / 'model'}")  # the same modules as the trained model
+    folder = run / "run" / "checkpoints" / f"step-{STEPS:08d}"
+    if hasattr(checkpoint, "load_weights"):  # sharded torch.distributed.checkpoint folders
+        checkpoint.load_weights(folder, model)
+    else:
+        model.load_state_dict(torch.load(folder / "trainer.pt", weights_only=True)["model"])
+    return model.state_dict()
+
+
 def test_only_the_adapter_trains_and_the_loss_falls(run):
-    trained = torch.load(run / "run" / "checkpoints" / f"step-{STEPS:08d}" / "trainer.pt", weights_only=True)["model"]
+    trained = trained_weights(run)
     base = load_file(run / "base" / "model.safetensors")
 
     def in_model(name: str) -> str:  # peft moves a target's weight to <module>.base_layer
@@ -105,7 +117,7 @@ def test_build_model_loads_base_plus_adapter_and_merge_matches(run, capsys):
     ids = torch.randint(0, 256, (2, 24), generator=torch.Generator().manual_seed(1))
     base = build_model(f"local-dir:{run / 'base'}")
     tuned = build_model(f"local-dir:{run / 'run' / 'model'}")
-    trained = torch.load(run / "run" / "checkpoints" / f"step-{STEPS:08d}" / "trainer.pt", weights_only=True)["model"]
+    trained = trained_weights(run)
     assert all(torch.equal(p, trained[n]) for n, p in tuned.named_parameters())
     assert [n for n, p in tuned.named_parameters() if p.requires_grad] == [n for n in trained if ".lora_" in n]
     assert main(["eval", str(run / "run")]) == 0  # the run's recipe on base + adapter: the run's last validation
