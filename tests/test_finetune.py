@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import xlstm_zoo
 from xlstm_zoo import build_model, save_pretrained
 from xlstm_zoo.registry.checkpoints import adapters
 from xlstm_zoo.registry.cli import main
@@ -166,7 +167,7 @@ def test_target_modules_defaults_patterns_and_errors():
 
 
 def test_a_fresh_base_is_refused():
-    doc = load_yaml(Path(__file__).parent.parent / "zoo" / "recipes" / "xlstm-7b-lora.yaml")
+    doc = load_yaml(Path(xlstm_zoo.__file__).parent / "zoo" / "recipes" / "xlstm-7b-lora.yaml")
     doc.data["model"]["pretrained"] = False
     with pytest.raises(ConfigError, match="adapter: expected a base with weights"):
         validate_document(Recipe, doc)
