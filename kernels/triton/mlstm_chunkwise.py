@@ -63,7 +63,7 @@ def _causal_weight(qg, kg, t, s):
 def _fw_states(k, v, kg, g, c0, n0, m0, cst, nst, mst, cT, nT, mT, S, NC, DHQK, DHV,
                L: tl.constexpr, T: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, HAS_C0: tl.constexpr, PREC: tl.constexpr):
     """Chunk recurrence for one (DHQK block, DHV block, head): stores the state before every chunk."""
-    pk, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pk, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     dk = pk * BK + tl.arange(0, BK)
     dv = pv * BV + tl.arange(0, BV)
     mk, mv = dk < DHQK, dv < DHV
@@ -110,7 +110,7 @@ def _fw_states(k, v, kg, g, c0, n0, m0, cst, nst, mst, cT, nT, mT, S, NC, DHQK, 
 def _fw_out(q, k, v, qg, kg, mt, cst, nst, mst, h, den, S, NC, DHQK, DHV, scale, eps,
             L: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
     """One (T x BV) output tile: the inter-chunk part from the stored state plus the causal intra-chunk tiles."""
-    pt, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pt, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     t = pt * T + tl.arange(0, T)
     ci = (pt * T) // L
     dv = pv * BV + tl.arange(0, BV)
@@ -156,7 +156,7 @@ def _fw_out(q, k, v, qg, kg, mt, cst, nst, mst, h, den, S, NC, DHQK, DHV, scale,
 @triton.jit
 def _bw_prep(h, dh, den, mt, rn, dden, S, DHV, eps, T: tl.constexpr, BV: tl.constexpr):
     """Per position: 1/normaliser and the gradient of the (signed) denominator, d den = -(dh.h)/N."""
-    pt, bh = tl.program_id(0), tl.program_id(1)
+    pt, bh = tl.program_id(0), tl.program_id(1).to(tl.int64)
     t = pt * T + tl.arange(0, T)
     hdh = tl.zeros((T,), tl.float32)
     for v0 in range(0, DHV, BV):
@@ -177,7 +177,7 @@ def _bw_prep(h, dh, den, mt, rn, dden, S, DHV, eps, T: tl.constexpr, BV: tl.cons
 def _bw_states(q, dh, cq, cn, dec, dcT, dnT, dcst, dnst, dc0, dn0, S, NC, DHQK, DHV,
                L: tl.constexpr, T: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, HAS_FINAL: tl.constexpr, PREC: tl.constexpr):
     """Reverse chunk recurrence of the state gradients; stores d(state after chunk) for every chunk."""
-    pk, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pk, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     dk = pk * BK + tl.arange(0, BK)
     dv = pv * BV + tl.arange(0, BV)
     mk, mv = dk < DHQK, dv < DHV
@@ -216,7 +216,7 @@ def _bw_states(q, dh, cq, cn, dec, dcT, dnT, dcst, dnst, dc0, dn0, S, NC, DHQK, 
 def _bw_dq(q, k, v, dh, qg, kg, rn, dden, cst, nst, mst, dq, qdq, S, NC, DHQK, DHV, scale,
            L: tl.constexpr, T: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr):
     """dq for one (T x BK) tile, plus its share of q.dq (for the forget-gate gradient)."""
-    pt, pk, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pt, pk, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     t = pt * T + tl.arange(0, T)
     ci = (pt * T) // L
     dk = pk * BK + tl.arange(0, BK)
@@ -266,7 +266,7 @@ def _key_tile(ps, bh, S, NC, kg, g, mst_next, L: tl.constexpr, T: tl.constexpr):
 def _bw_dk(q, k, v, dh, qg, kg, g, rn, dden, dcst, dnst, mst_next, dk_out, kdk, S, NC, DHQK, DHV, scale,
            L: tl.constexpr, T: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr):
     """dk for one (T x BK) key tile: through the chunk-end state and through the later queries of its chunk."""
-    ps, pk, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    ps, pk, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     s, ci, base, kgs, ws = _key_tile(ps, bh, S, NC, kg, g, mst_next, L, T)
     dk = pk * BK + tl.arange(0, BK)
     mk = dk < DHQK
@@ -300,7 +300,7 @@ def _bw_dk(q, k, v, dh, qg, kg, g, rn, dden, dcst, dnst, mst_next, dk_out, kdk, 
 def _bw_dv(q, k, dh, qg, kg, g, rn, dcst, mst_next, dv_out, S, NC, DHQK, DHV, scale,
            L: tl.constexpr, T: tl.constexpr, BV: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr):
     """dv for one (T x BV) value tile: through the chunk-end state and through the later queries of its chunk."""
-    ps, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    ps, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     s, ci, base, kgs, ws = _key_tile(ps, bh, S, NC, kg, g, mst_next, L, T)
     dv = pv * BV + tl.arange(0, BV)
     mv = dv < DHV
@@ -343,6 +343,9 @@ class _Plan:
         self.T = min(self.L, 64)
         self.NC = triton.cdiv(S, self.L)
         self.Sp = self.NC * self.L
+        if self.Sp * max(DHQK, self.DHV) >= 2**31:  # offsets inside one head are 32-bit (the heads' are 64-bit)
+            raise ValueError(f"mlstm_chunkwise: {S} positions x head dim {max(DHQK, self.DHV)} pass 2**31 values in "
+                             "one head; run the sequence in pieces, carrying the state")
         self.BH = B * NH
         self.dtype = kernel_dtype(q)
         self.prec = dot_precision(self.dtype)
