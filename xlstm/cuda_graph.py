@@ -14,7 +14,7 @@ import weakref
 import torch
 
 from .backend import states_updated_in_place
-from .state import LMState
+from .state import LMState, MLSTMState
 
 _RUNNERS: "weakref.WeakKeyDictionary[torch.nn.Module, GraphDecoder]" = weakref.WeakKeyDictionary()
 
@@ -34,7 +34,7 @@ class GraphDecoder:
 
     def __init__(self, model: torch.nn.Module, state: LMState):
         self.key = _key(model, state)
-        self.state = state.map(torch.clone)
+        self.state = state  # adopted: its tensors are the static buffers (no second copy of the state)
         first = state.tensors()[0]
         self.token = torch.zeros(first.shape[0], 1, dtype=torch.long, device=first.device)
         self.model = weakref.ref(model)  # the cache is keyed weakly by the model: never hold it
@@ -53,8 +53,15 @@ class GraphDecoder:
         return logits[:, -1]
 
     def _capture(self):
-        # Warm up on a side stream (Triton compiles, cuBLAS workspaces), as capture requires.
-        # This scribbles on the state buffers: `graph_decoder` loads the real state with start() after.
+        # Warm up on a side stream (Triton compiles, cuBLAS workspaces), as capture requires, on the
+        # adopted state itself: with every mLSTM stabiliser at +1e30 a step leaves C exactly as it is
+        # (forget weight exp(0) = 1, input weight exp(-1e30) = 0), and the other, small tensors are saved
+        # and put back. So the largest state is never copied.
+        cells = [s for s in _cells(self.state) if isinstance(s, MLSTMState)]
+        kept = {id(s.c) for s in cells}
+        saved = [(t, t.clone()) for t in self.state.tensors() if id(t) not in kept]
+        for cell in cells:
+            cell.m.fill_(1e30)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -64,10 +71,18 @@ class GraphDecoder:
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.logits = self._step()
+        for dst, src in saved:
+            dst.copy_(src)
 
     def start(self, state: LMState) -> "GraphDecoder":
-        for dst, src in zip(self.state.tensors(), state.tensors()):
-            dst.copy_(src)
+        """Load `state` into the buffers, taking it over: each block's state is dropped from it once copied
+        (so the two copies of a whole state never coexist); pass a clone to keep yours."""
+        for j, dst in enumerate(self.state.blocks):
+            src = state.blocks[j]
+            if src is not dst:
+                for a, b in zip(dst.tensors(), src.tensors()):
+                    a.copy_(b)
+            state.blocks[j] = None
         return self
 
     def __call__(self, token: torch.Tensor) -> torch.Tensor:
@@ -78,10 +93,17 @@ class GraphDecoder:
         return self.logits
 
 
+def _cells(state) -> list:
+    """The cell states (MLSTMState, SLSTMState) of an LMState, in block order."""
+    return [getattr(b, "cell", b) for b in state.blocks]
+
+
 def graph_decoder(model: torch.nn.Module, state: LMState) -> GraphDecoder:
-    """The model's cached runner for this batch size (captured on first use), loaded with `state`."""
+    """The model's cached runner for this batch size (captured on first use, on `state` itself), loaded
+    with `state`, which it takes over (see GraphDecoder.start): pass a clone to keep yours."""
     runner = _RUNNERS.get(model)
     if runner is None or runner.key != _key(model, state):
         _RUNNERS.pop(model, None)  # free the old graph's memory before capturing a new one
         runner = _RUNNERS[model] = GraphDecoder(model, state)
+        state = LMState(list(state.blocks))  # the runner holds these blocks now: only the caller's list empties
     return runner.start(state)

@@ -137,7 +137,7 @@ def bench_generate(rep: Report, new_tokens: int):
                     rows.append([batch, f"zoo {label}: {name}", total, per, batch * 1e3 / per, floor, per / floor])
             with torch.no_grad():
                 _, state = model(ids)
-            runner = cuda_graph.graph_decoder(model, state)
+            runner = cuda_graph.graph_decoder(model, state.map(torch.clone))  # it takes its state over
             tok = torch.zeros(batch, dtype=torch.long, device="cuda")
             step = _ms(lambda: [runner(tok) for _ in range(20)], reps=3) / 20
             rows.append([batch, f"zoo {label}: graph replay", "", step, batch * 1e3 / step, floor, step / floor])
@@ -145,8 +145,8 @@ def bench_generate(rep: Report, new_tokens: int):
             with torch.no_grad():  # as generate runs: inference takes the fused kernels
                 prefill_logits = model(ids, logits_to_keep=1).logits[:, -1]
                 eager = [model(prefill_logits.argmax(-1)[:, None], state).logits[:, -1] for _ in range(2)]
-            graph_logits = runner.start(state)(prefill_logits.argmax(-1)).clone()
-            runner.start(state)
+            graph_logits = runner.start(state.map(torch.clone))(prefill_logits.argmax(-1)).clone()
+            runner.start(state.map(torch.clone))
             logits, toks = prefill_logits, []
             for _ in range(31):
                 toks.append(logits.argmax(-1))
