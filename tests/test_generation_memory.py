@@ -4,8 +4,8 @@ until it is freed).
 
 A serving batch is bounded by the state: at 7B one sequence's C is 134 MB, so a second copy (a runner
 cloning the prefill state, an eager step allocating a new C per block, concatenating padded groups)
-halves the batch that fits. The bound here: the whole state plus one block's C in flight (before: 3.5 to
-4 copies).
+halves the batch that fits. The bound here: the whole state plus one block's C in flight (before this bound: 2.5
+to 3 copies on these paths).
 """
 
 from __future__ import annotations
