@@ -83,3 +83,32 @@ def tensor_bytes(t) -> int:
         names, _ = t.__tensor_flatten__()
         return sum(tensor_bytes(getattr(t, n)) for n in names if getattr(t, n) is not None)
     return t.numel() * t.element_size()
+
+
+def _linear(x, weight, bias):
+    import torch.nn.functional as F
+    return F.linear(x, weight, bias)
+
+
+def _small_batch_forward(module, compiled, max_rows: int, x):
+    if x.is_cuda and x.numel() <= max_rows * x.shape[-1]:
+        return compiled(x, module.weight, module.bias)
+    return _linear(x, module.weight, module.bias)
+
+
+def compile_small_batch(model, max_rows: int = 256):
+    """torch.compile the quantized projections for inputs of up to `max_rows` rows (decode steps), where
+    torchao's int8/float8 weight-only layers are otherwise eager dequantize-then-multiply. One compiled
+    function for all layers (a few weight shapes); longer inputs (prefill) stay eager. Compiles on first
+    use, which the CUDA-graph runner's warm-up does before capturing."""
+    import functools
+
+    import torch
+    from torch import nn
+
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    compiled = torch.compile(_linear, dynamic=False, fullgraph=True)
+    for module in model.modules():
+        if isinstance(module, nn.Linear) and hasattr(module.weight, "__tensor_flatten__"):
+            module.forward = functools.partial(_small_batch_forward, module, compiled, max_rows)
+    return model

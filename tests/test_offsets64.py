@@ -15,7 +15,6 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from interpreted import run_interpreted
 

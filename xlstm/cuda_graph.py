@@ -22,7 +22,15 @@ _RUNNERS: "weakref.WeakKeyDictionary[torch.nn.Module, GraphDecoder]" = weakref.W
 def _key(model: torch.nn.Module, state: LMState) -> tuple:
     """Batch size and where the weights live: a graph reads them by address, so moving the model (or
     converting its weight mode) invalidates it."""
-    return (state.tensors()[0].shape[0], *(t.data_ptr() for t in (*model.parameters(), *model.buffers())))
+    return (state.tensors()[0].shape[0], *(a for t in (*model.parameters(), *model.buffers()) for a in _addresses(t)))
+
+
+def _addresses(t: torch.Tensor) -> tuple:
+    """Where a tensor's data lies; for tensor subclasses (quantized weights), where each inner tensor does."""
+    if hasattr(t, "__tensor_flatten__"):
+        return tuple(a for name in t.__tensor_flatten__()[0] if (inner := getattr(t, name)) is not None
+                     for a in _addresses(inner))
+    return (t.data_ptr(),)
 
 
 class GraphDecoder:

@@ -240,16 +240,19 @@ def _bw_dq(q, k, v, dh, qg, kg, rn, dden, cst, nst, mst, dq, qdq, S, NC, DHQK, D
     nb = tl.load(nst + base * DHQK + dk, mask=mk, other=0.0)
     gamma = tl.exp(qgt + tl.load(mst + base))
     acc = (acc * rnt[:, None] + ddt[:, None] * nb[None, :]) * gamma[:, None]
+    qt = tl.load(q + t[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0)
+    qdq_t = tl.sum(qt.to(tl.float32) * acc, 1)  # the inter-chunk share of q.dq
     for s0 in range(ci * L, pt * T + T, T):
         s = s0 + tl.arange(0, T)
         dp = _rows_dot(dh, v, t, s, DHV, T, T, BD, PREC) * rnt[:, None] + ddt[:, None]
         ds = dp * _causal_weight(qgt, tl.load(kg + bh * S + s), t, s)
         ks = tl.load(k + s[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0)
         acc += tl.dot(ds.to(ks.dtype), ks, input_precision=PREC)
+        # the intra-chunk share, sum_s ds_ts q_t.k_s, from float32 ds (not the 16-bit ds of the product)
+        qdq_t += tl.sum(ds * tl.dot(qt, tl.trans(ks), input_precision=PREC), 1)
     acc *= scale
-    qt = tl.load(q + t[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0).to(tl.float32)
     tl.store(dq + bh * S * DHQK + t[:, None] * DHQK + dk[None, :], acc.to(dq.dtype.element_ty), mask=mk[None, :])
-    tl.store(qdq + (pk * tl.num_programs(2) + bh) * S + t, tl.sum(qt * acc, 1))
+    tl.store(qdq + (pk * tl.num_programs(2) + bh) * S + t, qdq_t * scale)
 
 
 @triton.jit
@@ -283,6 +286,8 @@ def _bw_dk(q, k, v, dh, qg, kg, g, rn, dden, dcst, dnst, mst_next, dk_out, kdk, 
                       other=0.0)
         acc += tl.dot(vs.to(dcb.dtype), dcb, input_precision=PREC)
     acc = (acc + tl.load(dnst + base * DHQK + dk, mask=mk, other=0.0)[None, :]) * ws[:, None]
+    ks = tl.load(k + s[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0)
+    kdk_s = tl.sum(ks.to(tl.float32) * acc, 1)  # the share through the chunk-end state
     for t0 in range(ps * T, ci * L + L, T):
         t = t0 + tl.arange(0, T)
         dp = _rows_dot(dh, v, t, s, DHV, T, T, BD, PREC) * tl.load(rn + bh * S + t)[:, None] \
@@ -290,10 +295,10 @@ def _bw_dk(q, k, v, dh, qg, kg, g, rn, dden, dcst, dnst, mst_next, dk_out, kdk, 
         ds = dp * _causal_weight(tl.load(qg + bh * S + t), kgs, t, s) * scale
         qt = tl.load(q + t[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0)
         acc += tl.dot(tl.trans(ds.to(qt.dtype)), qt, input_precision=PREC)
-    ks = tl.load(k + s[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0).to(tl.float32)
+        kdk_s += tl.sum(ds * tl.dot(qt, tl.trans(ks), input_precision=PREC), 0)  # as in _bw_dq: float32 ds
     tl.store(dk_out + bh * S * DHQK + s[:, None] * DHQK + dk[None, :], acc.to(dk_out.dtype.element_ty),
              mask=mk[None, :])
-    tl.store(kdk + (pk * tl.num_programs(2) + bh) * S + s, tl.sum(ks * acc, 1))
+    tl.store(kdk + (pk * tl.num_programs(2) + bh) * S + s, kdk_s)
 
 
 @triton.jit
