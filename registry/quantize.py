@@ -96,7 +96,7 @@ def _small_batch_forward(module, compiled, max_rows: int, x):
     return _linear(x, module.weight, module.bias)
 
 
-def compile_small_batch(model, max_rows: int = 256):
+def compile_small_batch(model, max_rows: int = 16):
     """torch.compile the quantized projections for inputs of up to `max_rows` rows (decode steps), where
     torchao's int8/float8 weight-only layers are otherwise eager dequantize-then-multiply. One compiled
     function for all layers (a few weight shapes); longer inputs (prefill) stay eager. Compiles on first

@@ -30,9 +30,10 @@ def models(args) -> int:
             bench_models.bench_generate(rep, args.new_tokens)
         bench_models.bench_batches(rep, [int(b) for b in args.batches.split(",") if b])
         _write(rep, args.what, args.out)  # what is measured so far, should a variant below take the GPU down
-        bench_models.bench_quantized(rep, [m for m in args.quantize.split(",") if m], args.compile)
+        bench_models.bench_quantized(rep, [m for m in args.quantize.split(",") if m],
+                                     [m for m in args.compile.split(",") if m])
     elif args.what == "prefill":
-        bench_models.bench_prefill(rep)
+        bench_models.bench_prefill(rep, [int(s) for s in args.lengths.split(",")], not args.skip_variants)
     elif not bench_models.bench_train(rep, args.only, args.steps).main:
         return 0
     _write(rep, args.what, args.out)
@@ -57,13 +58,17 @@ def main(argv: list[str]) -> int:
                        ("train", "~160M xLSTM Large training tokens/s, eager and compiled; DDP under torchrun")):
         p = sub.add_parser(what, help=text)
         p.add_argument("--out", default="benchmarks/results")
+        if what in ("generate", "prefill"):
+            p.add_argument("--skip-variants", action="store_true", help="skip the weight-layout / pointwise table")
+        if what == "prefill":
+            p.add_argument("--lengths", default="8192,32768,131072,262144,524288,1048576", help="long-prompt lengths")
         if what == "generate":
             p.add_argument("--new-tokens", type=int, default=128)
             p.add_argument("--batches", default="1,8,32,64,128,256", help="batch sizes of the serving table")
             p.add_argument("--quantize", default="int8-weight-only,int4-weight-only,float8-weight-only",
                            help="weight-only methods decoded beside bf16 (torchao)")
-            p.add_argument("--compile", action="store_true", help="also int8/float8 with torch.compile'd projections")
-            p.add_argument("--skip-variants", action="store_true", help="skip the weight-layout / pointwise table")
+            p.add_argument("--compile", default="", help="methods also run with torch.compile'd projections "
+                           "(e.g. int8-weight-only,float8-weight-only)")
         if what == "train":
             p.add_argument("--only", default=None, help="substring of the model names to run")
             p.add_argument("--steps", type=int, default=10)

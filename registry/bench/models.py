@@ -231,6 +231,7 @@ def bench_batches(rep: Report, batches, prompt: int = 128):
         bound = weights + 1.25 * B * state + 0.3 * 2**30
         rows.append([B, ms, B * 1e3 / ms, _decode_floor_ms(model, B, bw), peak / 2**30, bound / 2**30,
                      (peak - weights) / (B * state)])
+        print(rows[-1], flush=True)
     cuda_graph._RUNNERS.clear()
     del model
     _free()
@@ -240,7 +241,7 @@ def bench_batches(rep: Report, batches, prompt: int = 128):
               rows)
 
 
-def bench_quantized(rep: Report, methods, compiled: bool, new_tokens: int = 32):
+def bench_quantized(rep: Report, methods, compiled=(), new_tokens: int = 32):
     """B=1 greedy decode of the 7B with weight-only quantized projections beside bf16 (same random weights):
     ms/step of the captured step, weights, last-position prefill logits against bf16, greedy tokens."""
     import torch
@@ -252,7 +253,7 @@ def bench_quantized(rep: Report, methods, compiled: bool, new_tokens: int = 32):
     bw = _copy_bandwidth()
     rows, ref = [], None
     variants = [(None, False)] + [(m, False) for m in methods]
-    variants += [(m, True) for m in methods if compiled and m != "int4-weight-only"]
+    variants += [(m, True) for m in compiled]
     for method, compile_ in variants:
         cuda_graph._RUNNERS.clear()
         _free()
@@ -267,12 +268,14 @@ def bench_quantized(rep: Report, methods, compiled: bool, new_tokens: int = 32):
             ms = _decode_ms(model, 1)
         except Exception as e:  # one failing variant must not cost the others (one GPU run)
             rows.append([name, "failed", "", "", "", f"{type(e).__name__}: {str(e)[:80]}"])
+            print(rows[-1], flush=True)
             continue
         if ref is None:
             ref = (logits, tokens)
         same = (tokens == ref[1])[0]
         rows.append([name, ms, 1e3 / ms, _decode_floor_ms(model, 1, bw), _weight_bytes(model) / 2**30,
                      f"{_rel(logits, ref[0]):.2e}", "equal" if same.all() else f"equal up to token {int(same.int().argmin())}"])
+        print(rows[-1], flush=True)
         del model
     cuda_graph._RUNNERS.clear()
     _free()
@@ -282,10 +285,13 @@ def bench_quantized(rep: Report, methods, compiled: bool, new_tokens: int = 32):
                f"{new_tokens} greedy tokens vs bf16"], rows)
 
 
-def bench_prefill(rep: Report, lengths=(8192, 32768, 131072, 262144, 524288, 1048576)):
+def bench_prefill(rep: Report, lengths=(8192, 32768, 131072, 262144, 524288, 1048576), variants: bool = True):
     """One forward over a 1 x S prompt: ours with every position's logits at three chunk sizes, with the last
-    position's only (as generate asks), with PyTorch pointwise ops, and with single weights; the peer."""
+    position's only (as generate asks), with PyTorch pointwise ops, and with single weights; the peer. Then
+    long prompts (bench_long_prefill)."""
     import torch
+    if not variants:
+        return bench_long_prefill(rep, lengths)
     rows = []
 
     def measure(name, fn):
@@ -349,6 +355,7 @@ def bench_long_prefill(rep: Report, lengths):
         tps = S / ms * 1e3
         base = base or tps
         rows.append([S, ms, tps, tps / base, peak / 2**30, (peak - weights) / 2**30])
+        print(rows[-1], flush=True)
     del model
     _free()
     rep.table(f"xLSTM-7B prefill of long prompts, B=1, bf16, last-position logits, pieces of {piece} tokens "
