@@ -148,9 +148,10 @@ def mlstm_sequence(
     dtype = _compute_dtype(q)
     c, n, m = _initial_states(q, v, c_initial, n_initial, m_initial, dtype)
     hs = []
-    for t in range(q.shape[2]):  # from the second step on, C is the loop's own: updated in place
+    for t in range(q.shape[2]):  # from the second step on, C is the loop's own: updated in place (no autograd)
+        own = t and c.is_contiguous() and not c.requires_grad
         h, (c, n, m) = step(q[:, :, t], k[:, :, t], v[:, :, t], i[:, :, t, None], f[:, :, t, None], c, n, m, eps=eps,
-                            **({"c_out": c} if t and c.is_contiguous() else {}))
+                            **({"c_out": c} if own else {}))
         hs.append(h)
     h = torch.stack(hs, 2) if hs else q.new_zeros(*v.shape[:2], 0, v.shape[-1])
     return (h, (c, n, m)) if return_last_states else h
