@@ -14,6 +14,7 @@ import torch
 
 pytest.importorskip("torchao")
 
+from xlstm_zoo import save_pretrained  # noqa: E402
 from xlstm_zoo.registry.builder import build_model  # noqa: E402
 from xlstm_zoo.registry.quantize import tensor_bytes  # noqa: E402
 
@@ -58,7 +59,7 @@ def test_float8_keeps_layers_with_zero_rows_and_stays_finite():
         assert torch.isfinite(model(torch.randint(0, VOCAB, (1, 7))).logits).all()
 
 
-def test_quantize_refuses_what_it_does_not_cover():
+def test_quantize_refuses_what_it_does_not_cover(tmp_path):
     with pytest.raises(ValueError, match="did you mean 'int8-weight-only'"):
         build_model(LARGE, quantize="int8-weight")
     with pytest.raises(ValueError, match="needs the model on a CUDA GPU"):
@@ -67,3 +68,5 @@ def test_quantize_refuses_what_it_does_not_cover():
                          "mlstm_block": {"mlstm": {"num_heads": 2}}}}
     with pytest.raises(ValueError, match="xLSTM Large family"):
         build_model(neurips, quantize="int8-weight-only")
+    with pytest.raises(ValueError, match="weights are quantized"):
+        save_pretrained(_build("int8-weight-only"), tmp_path)
