@@ -85,3 +85,14 @@ def test_pieces_only_without_autograd_and_head_only_where_asked():
     model(ids).logits.sum().backward()  # with autograd: one piece (the kernels' backward needs the whole)
     assert seen == [S]
     handle.remove()
+
+
+def test_chunk_size_maps_to_and_from_transformers_config():
+    from xlstm_zoo.registry.checkpoints.hf import from_hf_config, to_hf_config
+
+    config = from_hf_config({"model_type": "xlstm", "num_hidden_layers": 2, "hidden_size": 64, "num_heads": 2,
+                             "vocab_size": VOCAB, "max_inference_chunksize": 4096})
+    assert config.kernels.max_inference_chunksize == 4096
+    assert from_hf_config({"model_type": "xlstm"}).kernels.max_inference_chunksize == 16384  # transformers' default
+    model = build_model(config)
+    assert to_hf_config(model)["max_inference_chunksize"] == 4096
