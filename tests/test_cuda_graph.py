@@ -55,3 +55,26 @@ def test_runner_is_cached_per_batch_and_takes_the_state_over():
         _, wider = model(torch.randint(0, VOCAB, (3, 5)))
     assert cuda_graph.graph_decoder(model, wider) is not first
     assert cuda_graph.graph_decoder(model, before).key[0] == 2
+
+
+def test_warm_up_steps_leave_the_adopted_state_as_it_was():
+    """The capture's warm-up runs decode steps on the prefill state itself (no copy of it): inside
+    _state_kept they must leave every tensor bit for bit as it was, C included (never saved)."""
+    from xlstm_zoo.schemas.models import XLSTMLMConfig
+
+    neurips = XLSTMLMConfig(vocab_size=VOCAB, embedding_dim=32, num_blocks=2, slstm_at=[1],
+                            mlstm_block={"mlstm": {"num_heads": 2}}, slstm_block={"slstm": {"num_heads": 2}},
+                            kernels={"mode": "inference"})
+    torch.manual_seed(0)
+    for model in (_model(), build_model(neurips).eval()):
+        with torch.no_grad():
+            _, state = model(torch.randint(0, VOCAB, (2, 7)))
+        before = state.map(torch.clone)
+        runner = cuda_graph.GraphDecoder(model, state)  # on the CPU: no capture, the same static-buffer step
+        runner.token.fill_(3)
+        with runner._state_kept():
+            for _ in range(2):
+                runner._step()
+        assert all(torch.equal(a, b) for a, b in zip(runner.state.tensors(), before.tensors()))
+        runner._step()  # outside, a step does change the state
+        assert not torch.equal(runner.state.tensors()[0], before.tensors()[0])

@@ -9,6 +9,7 @@ are cached per model and batch size, so the capture is paid once, not per `gener
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 
 import torch
@@ -60,27 +61,35 @@ class GraphDecoder:
             torch._foreach_copy_(*map(list, zip(*moved)))
         return logits[:, -1]
 
-    def _capture(self):
-        # Warm up on a side stream (Triton compiles, cuBLAS workspaces), as capture requires, on the
-        # adopted state itself: with every mLSTM stabiliser at +1e30 a step leaves C exactly as it is
-        # (forget weight exp(0) = 1, input weight exp(-1e30) = 0), and the other, small tensors are saved
-        # and put back. So the largest state is never copied.
+    @contextlib.contextmanager
+    def _state_kept(self):
+        """Steps run inside leave the buffers as they were, without a copy of the largest state: with every
+        mLSTM stabiliser at +1e30 a step leaves C exactly as it is (forget weight exp(0) = 1, input weight
+        exp(-1e30) = 0); the other, small tensors are saved and put back."""
         cells = [s for s in _cells(self.state) if isinstance(s, MLSTMState)]
         kept = {id(s.c) for s in cells}
         saved = [(t, t.clone()) for t in self.state.tensors() if id(t) not in kept]
         for cell in cells:
             cell.m.fill_(1e30)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                self._step()
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.logits = self._step()
-        for dst, src in saved:
-            dst.copy_(src)
+        try:
+            yield
+        finally:
+            for dst, src in saved:
+                dst.copy_(src)
+
+    def _capture(self):
+        # Warm up on a side stream (Triton compiles, cuBLAS workspaces), as capture requires, on the
+        # adopted state itself (_state_kept: the prefill state survives, and is never copied).
+        with self._state_kept():
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self._step()
+            torch.cuda.current_stream().wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.logits = self._step()
 
     def start(self, state: LMState) -> "GraphDecoder":
         """Load `state` into the buffers, taking it over: each block's state is dropped from it once copied
