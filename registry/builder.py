@@ -15,7 +15,7 @@ from .checkpoints.vil import TORCH_HUB, load_torch_hub
 from .factory import instantiate
 from .index import get_config, get_entry, looks_like_path, split_name
 
-SOURCE_PREFIXES = ("local-dir:", "hf-hub:")
+SOURCE_PREFIXES = ("local-dir:", "hf-hub:", "zoo-data:")
 
 
 def _check_spec(spec: Any) -> None:
