@@ -55,15 +55,13 @@ class Task:
             raise ValueError(f"model.vocab_size: {vocab} is smaller than the {self.vocab_size} tokens the recipe's "
                              "data uses; override it in model.overrides")
 
-    def loss(self, output, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sum of the per-target losses, number of targets) of a model output."""
-        logits = output.logits.float().flatten(0, -2)
-        targets = targets.flatten()
-        return F.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="sum"), (targets != IGNORE).sum()
+    def loss(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum of the per-target losses, number of targets) of the model on one batch."""
+        return _cross_entropy(model(inputs).logits, targets)
 
     def batch_stats(self, output, targets: torch.Tensor) -> dict[str, float]:
-        """Sums over one evaluation batch; `metrics` turns their totals into the reported numbers."""
-        loss, count = self.loss(output, targets)
+        """Sums over one evaluation batch (`output` = the model's); `metrics` turns their totals into numbers."""
+        loss, count = _cross_entropy(output.logits, targets)
         targets = targets.flatten()
         picked = output.logits.flatten(0, -2)[targets != IGNORE]
         correct = (picked.argmax(-1) == targets[targets != IGNORE]).sum()
@@ -78,6 +76,11 @@ class Task:
 
     def model_metrics(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
         return {}
+
+
+def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    logits, targets = logits.float().flatten(0, -2), targets.flatten()
+    return F.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="sum"), (targets != IGNORE).sum()
 
 
 def step_rng(seed: int, step: int) -> np.random.Generator:

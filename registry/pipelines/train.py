@@ -41,8 +41,7 @@ def loss_terms(model: torch.nn.Module, task: Task, batch: Batch, dist: Dist,
     """(loss to differentiate, global mean loss). The local sum is scaled by world / global target count, so
     that DDP's gradient averaging yields the gradient of the global mean: the same step as one process."""
     with autocast(dist.device, precision):
-        output = model(batch.inputs.to(dist.device))
-    loss_sum, count = task.loss(output, batch.targets.to(dist.device))
+        loss_sum, count = task.loss(model, batch.inputs.to(dist.device), batch.targets.to(dist.device))
     count = dist.sum(count.float())
     return loss_sum * dist.world / count, dist.sum(loss_sum.detach()) / count
 
