@@ -46,7 +46,8 @@ class ViLConfig(Schema):
     """(channels, height, width); the patch size must divide height and width."""
     num_classes: int = Field(1000, ge=1)
     pooling: Literal["bilateral_flatten", "bilateral_avg"] = "bilateral_flatten"
-    """bilateral_flatten concatenates the first and last patch token (head input 2 x dim); bilateral_avg averages them."""
+    """bilateral_flatten concatenates the first and last patch token (head input 2 x dim); bilateral_avg
+    averages them."""
     legacy_norm: bool = False
     """A LayerNorm after pooling, as the published v2 checkpoints were trained with."""
     expansion: int = Field(2, ge=1)
@@ -86,7 +87,8 @@ class ViLConfig(Schema):
             errors.add(("conv_kernel_size",), f"expected an odd size for conv_kind 2d (the grid keeps its shape), "
                        f"got {self.conv_kernel_size}")
         if self.init.preset not in ("reference", "torch_default"):
-            errors.add(("init", "preset"), f"expected 'reference' or 'torch_default' for a vil, got {self.init.preset!r}")
+            errors.add(("init", "preset"),
+                       f"expected 'reference' or 'torch_default' for a vil, got {self.init.preset!r}")
         errors.raise_if_any()
         return self
 

@@ -10,6 +10,7 @@ from .vision import ImageOutput, VisionLSTM
 MODEL_CLASSES = {"xlstm-lm": XLSTMLM, "xlstm-large-lm": XLSTMLargeLM, "vil": VisionLSTM}
 
 __all__ = [
-    "MODEL_CLASSES", "ImageOutput", "LMOutput", "LMState", "LayerState", "MLSTMState", "SLSTMState", "VisionLSTM", "XLSTMLM", "XLSTMLargeLM",
+    "MODEL_CLASSES", "ImageOutput", "LMOutput", "LMState", "LayerState", "MLSTMState", "SLSTMState", "VisionLSTM",
+    "XLSTMLM", "XLSTMLargeLM",
     "apply_init", "param_groups", "set_weight_mode",
 ]

@@ -1,4 +1,4 @@
-"""`xlstm-zoo convert`: checkpoints from NX-AI's `xlstm` package, transformers or NX-AI/vision-lstm into zoo directories.
+"""`xlstm-zoo convert`: checkpoints of NX-AI's `xlstm`, transformers or NX-AI/vision-lstm into zoo directories.
 
     xlstm-zoo convert --from nx-ai --config CFG.yaml --weights W.safetensors|W.pt --out DIR
     xlstm-zoo convert --from hf --model DIR|hf-hub:ORG/NAME --out DIR

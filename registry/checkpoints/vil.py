@@ -83,7 +83,8 @@ def infer_vil_config(state: dict[str, torch.Tensor], source: str = "checkpoint")
         dim=dim, depth=len(pairs), patch_size=patch, image_shape=(channels, rows * patch, cols * patch),
         num_classes=classes, pooling="bilateral_flatten" if features == 2 * dim else "bilateral_avg",
         legacy_norm="legacy_norm.weight" in state, expansion=inner // dim,
-        qkv_block_size=get(f"{layer}.q_proj.weight").shape[-1], num_heads=get(f"{layer}.mlstm_cell.igate.weight").shape[0],
+        qkv_block_size=get(f"{layer}.q_proj.weight").shape[-1],
+        num_heads=get(f"{layer}.mlstm_cell.igate.weight").shape[0],
         conv_kind="2d" if conv.dim() == 4 else "causal1d", conv_kernel_size=conv.shape[-1],
         proj_bias=f"{layer}.proj_up.bias" in state, norm_bias=f"blocks.0.{DIRECTIONS[0]}.norm.bias" in state,
     )

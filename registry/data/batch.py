@@ -55,7 +55,8 @@ class Task:
             raise ValueError(f"model.vocab_size: {vocab} is smaller than the {self.vocab_size} tokens the recipe's "
                              "data uses; override it in model.overrides")
 
-    def loss(self, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, model: torch.nn.Module, inputs: torch.Tensor,
+             targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(sum of the per-target losses, number of targets) of the model on one batch."""
         return _cross_entropy(model(inputs).logits, targets)
 
