@@ -110,3 +110,10 @@ def test_bad_configs_name_the_key(tmp_path):
     text = str(e.value)
     assert f"{path}:4:13: model.patch_size: expected a divisor of the image height 8 and width 8, got 3" in text
     assert f"{path}:6:19: model.conv_kernel_size" in text
+
+
+def test_convert_refuses_what_is_not_a_vil(tmp_path, capsys):
+    path = tmp_path / "other.th"
+    torch.save({"state_dict": {"encoder.weight": torch.zeros(2, 2), "post_blocks_norm.weight": torch.zeros(2)}}, path)
+    assert convert_main(["--from", "vil", "--weights", str(path), "--out", str(tmp_path / "out")]) == 1
+    assert "not a Vision-LSTM (VisionLSTM2) checkpoint: no tensor 'patch_embed.proj.weight'" in capsys.readouterr().err
