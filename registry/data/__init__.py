@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from ...schemas.recipe import DataConfig
 from .batch import IGNORE, Batch, Task
+from .digits import DigitsPixelsTask, DigitsTask
 from .formal import FormalLanguageTask
 from .instructions import InstructionTask
 from .mqar import MQARTask
 from .text import TextTask
 
-TASKS = {"formal-language": FormalLanguageTask, "mqar": MQARTask, "text": TextTask, "instructions": InstructionTask}
+TASKS = {"formal-language": FormalLanguageTask, "mqar": MQARTask, "text": TextTask, "digits": DigitsTask,
+         "digits-pixels": DigitsPixelsTask,
+         "instructions": InstructionTask}
 
 
 def make_task(data: DataConfig) -> Task:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ...schemas.recipe import InstructionData
-from .batch import IGNORE, Batch, step_rng
+from .batch import IGNORE, Batch, Task, step_rng
 from .files import file_format, resolve
 from .tokenizers import make_tokenizer
 
@@ -57,9 +57,7 @@ def pad_batch(samples: list[tuple[np.ndarray, np.ndarray]]) -> Batch:
     return Batch(torch.from_numpy(inputs), torch.from_numpy(targets))
 
 
-class InstructionTask:
-    chance = None
-
+class InstructionTask(Task):
     def __init__(self, config: InstructionData):
         self.config = config
         records = read_records(config)

@@ -51,11 +51,10 @@ def save_recipe(recipe: Recipe, path: Path) -> None:
 
 
 def build(recipe: Recipe, task: Task, device: torch.device) -> torch.nn.Module:
-    """The recipe's model; its vocabulary must cover the task's tokens. An adapter's base is built in its dtype."""
+    """The recipe's model; it must fit the task's data (vocabulary, image shape, ...). An adapter's base is built
+    in its dtype."""
     dtype = torch.bfloat16 if recipe.adapter and recipe.adapter.base_dtype == "bfloat16" else None
     model = build_model(recipe.model.name, pretrained=recipe.model.pretrained, overrides=recipe.model.overrides,
                         device=device, dtype=dtype)
-    if model.config.vocab_size < task.vocab_size:
-        raise ValueError(f"model.vocab_size: {model.config.vocab_size} is smaller than the {task.vocab_size} "
-                         "tokens the recipe's data uses; override it in model.overrides")
+    task.check_model(model.config)
     return model
