@@ -14,7 +14,7 @@ import torch
 
 from ...schemas.recipe import InstructionData
 from .batch import IGNORE, Batch, Task, step_rng
-from .files import file_format, resolve
+from .files import data_files
 from .tokenizers import make_tokenizer
 
 
@@ -24,11 +24,7 @@ def read_records(config: InstructionData) -> list[tuple[str, str]]:
     datasets.disable_progress_bars()
     fields = (config.prompt_field, config.response_field)
     records = []
-    for file in config.files:
-        path = resolve(file)
-        if not path.is_file():
-            raise FileNotFoundError(f"data.files: {path} does not exist")
-        kind = config.format or file_format(path)
+    for path, kind in data_files(config):
         if kind not in ("json", "parquet"):
             raise ValueError(f"data.format: instructions are read from json lines or parquet, got {kind} ({path})")
         table = getattr(datasets.Dataset, f"from_{kind}")(str(path), keep_in_memory=True)

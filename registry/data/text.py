@@ -13,7 +13,7 @@ import torch
 
 from ...schemas.recipe import TextData
 from .batch import Batch, Task, step_rng
-from .files import file_format, resolve
+from .files import data_files
 from .tokenizers import make_tokenizer
 
 
@@ -22,11 +22,7 @@ def read_documents(config: TextData) -> list[str]:
 
     datasets.disable_progress_bars()
     documents = []
-    for file in config.files:
-        path = resolve(file)
-        if not path.is_file():
-            raise FileNotFoundError(f"data.files: {path} does not exist")
-        kind = config.format or file_format(path)
+    for path, kind in data_files(config):
         if kind == "text":
             table = datasets.Dataset.from_text(str(path), sample_by="document", keep_in_memory=True)
         else:
