@@ -212,3 +212,21 @@ def test_a_checkpoint_tokenizer_and_its_eos(tmp_path):
     x, y = task._train[0]
     assert task.vocab_size == 7
     assert x.tolist() == [1, 2, 3, 4, 5, 2, 3] and y.tolist() == [IGNORE] * 3 + [5, 2, 3, 0]
+
+
+def test_the_shipped_7b_lora_recipe_runs_at_small_width(run, tmp_path):
+    """Two steps of zoo/recipes/xlstm-7b-lora.yaml as written (optimizer, schedule, adapter, bf16 base and
+    autocast), on the small saved base instead of the 7B weights."""
+    recipe = Path(xlstm_zoo.__file__).parent / "zoo" / "recipes" / "xlstm-7b-lora.yaml"
+    args = [str(recipe), f"model.name=local-dir:{run / 'base'}", "model.pretrained=false",
+            f"data.files=[{run / 'sums.jsonl'}]", "data.tokenizer=byte", "data.context_length=32",
+            "train.batch_size=4", "train.max_steps=2", "schedule.decay_steps=1000", "train.checkpoint_every=0",
+            "train.log_every=1",
+            "eval.every=0", "eval.max_batches=1", "--out", str(tmp_path / "run")]
+    assert main(["train", *args]) == 0
+    records = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in records] == [1, 2] and records[0]["lr"] == pytest.approx(2e-4 / 30)
+    tuned = build_model(f"local-dir:{tmp_path / 'run' / 'model'}")
+    assert tuned.backbone.embeddings.weight.dtype == torch.float32  # the stored base's dtype when loaded back
+    config = json.loads((tmp_path / "run" / "model" / "adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"], config["lora_dropout"]) == (16, 32, 0.1)
