@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,9 +23,13 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     args = parser.parse_intermixed_args(argv)
     from .recipes import load_recipe
-    from .train import train
+    from .train import Diverged, train
 
-    metrics = train(load_recipe(_recipe_file(args.spec, "train"), args.overrides), args.out, args.resume)
+    try:
+        metrics = train(load_recipe(_recipe_file(args.spec, "train"), args.overrides), args.out, args.resume)
+    except Diverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     print(json.dumps(metrics))
     return 0
 
