@@ -82,12 +82,14 @@ class TextData(Schema):
 
     kind: Literal["text"] = "text"
     files: list[str] = Field(min_length=1)
-    """Paths relative to the recipe file; `zoo-data:NAME` names a corpus shipped with the package."""
+    """Paths relative to the recipe file; `zoo-data:NAME` names a corpus shipped with the package; a name
+    with `*` or `?` stands for its matches in sorted order (the shards of a corpus)."""
     format: Literal["text", "json", "parquet"] | None = None
     """None infers it from the file suffix (.txt, .jsonl/.json(.gz), .parquet)."""
     text_field: str = "text"
-    tokenizer: Literal["char", "byte", "gpt2"] = "char"
-    """char: the corpus's distinct characters; byte: UTF-8 bytes; gpt2: GPT-2 BPE from a local ranks file."""
+    tokenizer: Union[Literal["char", "byte", "gpt2"], Annotated[str, Field(pattern=r"^(local-dir|hf-hub):.+")]] = "char"
+    """char: the corpus's distinct characters; byte: UTF-8 bytes; gpt2: GPT-2 BPE from a local ranks file;
+    `local-dir:PATH` / `hf-hub:ORG/NAME`: a checkpoint's own tokenizer.json (a pretrained model's tokens)."""
     context_length: int = Field(128, ge=2)
     val_fraction: float = Field(0.1, gt=0, lt=1)
     """The last fraction of the token stream is held out for validation."""
@@ -103,8 +105,9 @@ class TextData(Schema):
     @model_validator(mode="after")
     def _eos(self) -> TextData:
         errors = FieldErrors()
-        if self.sampling == "packed" and self.tokenizer != "gpt2":
-            errors.add(("sampling",), f"packed needs a tokenizer with an EOS token (gpt2), got {self.tokenizer!r}")
+        if self.sampling == "packed" and self.tokenizer in ("char", "byte"):
+            errors.add(("sampling",), f"packed needs a tokenizer with an EOS token (gpt2 or a checkpoint's), "
+                       f"got {self.tokenizer!r}")
         errors.raise_if_any()
         return self
 

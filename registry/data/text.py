@@ -21,17 +21,21 @@ import torch
 from ...schemas.recipe import TextData
 from .batch import Batch, step_rng
 from .files import file_format, resolve
-from .tokenizers import END_OF_TEXT, make_tokenizer
+from .tokenizers import make_tokenizer
 
 EPOCH_STREAM = 1 << 21
 """Offset that keeps the epoch permutations' seed stream apart from the training steps'."""
 
 
 def _paths(config: TextData) -> list[Path]:
-    paths = [resolve(file) for file in config.files]
-    for path in paths:
-        if not path.is_file():
-            raise FileNotFoundError(f"data.files: {path} does not exist")
+    """The files in order; a name with * or ? stands for its sorted matches (shards of a corpus)."""
+    paths = []
+    for file in config.files:
+        path = resolve(file)
+        matches = sorted(path.parent.glob(path.name)) if any(c in path.name for c in "*?[") else [path]
+        if not matches or not all(p.is_file() for p in matches):
+            raise FileNotFoundError(f"data.files: {path} does not exist" + (" (no match)" if not matches else ""))
+        paths.extend(matches)
     return paths
 
 
@@ -52,7 +56,7 @@ def iter_documents(config: TextData) -> Iterator[str]:
 
 
 def packed_stream(config: TextData, tokenizer) -> np.ndarray:
-    """Token ids of every document followed by EOS, uint16 (GPT-2 ids fit). With `cache_dir` the stream is
+    """Token ids of every document followed by EOS (uint16 where the vocabulary fits). With `cache_dir` the stream is
     kept as a .npy named by a hash of the inputs (written under a temporary name, then renamed) and
     memory-mapped by later runs."""
     cache = None
@@ -62,8 +66,9 @@ def packed_stream(config: TextData, tokenizer) -> np.ndarray:
         cache = Path(config.cache_dir) / f"tokens-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npy"
         if cache.is_file():
             return np.load(cache, mmap_mode="r")
-    chunks = [np.asarray(tokenizer.encode(doc) + [END_OF_TEXT], dtype=np.uint16) for doc in iter_documents(config)]
-    tokens = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint16)
+    dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32
+    chunks = [np.asarray(tokenizer.encode(doc) + [tokenizer.eos_id], dtype=dtype) for doc in iter_documents(config)]
+    tokens = np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp.npy")
@@ -92,11 +97,12 @@ class TextTask:
             raise ValueError(f"data.context_length: {ctx} exceeds a split of the corpus "
                              f"({len(self._train)} train / {len(self._val)} validation tokens)")
         self.sequences = (len(self._train) - 1) // ctx  # packed training sequences per epoch
-        self._perm: tuple[int, np.ndarray] | None = None
+        self._perm: tuple[tuple[int, int], np.ndarray] | None = None
 
     def _epoch(self, seed: int, epoch: int) -> np.ndarray:
-        if self._perm is None or self._perm[0] != epoch:
-            self._perm = epoch, step_rng(seed, EPOCH_STREAM + epoch).permutation(self.sequences)
+        """The order of the sequences in an epoch (the latest one is kept: batches rarely straddle two)."""
+        if self._perm is None or self._perm[0] != (seed, epoch):
+            self._perm = (seed, epoch), step_rng(seed, EPOCH_STREAM + epoch).permutation(self.sequences)
         return self._perm[1]
 
     def samples(self, seed: int, indices: range) -> np.ndarray:
