@@ -67,12 +67,11 @@ def test_two_fsdp_processes_match_one_plain_process(tmp_path, plain_run, extra):
 def test_killed_fsdp_run_resumes_in_one_process(tmp_path, plain_run):
     args = [*PARITY_20, "train.strategy=fsdp", "train.checkpoint_every=4"]
     proc = subprocess.Popen(torchrun(*args, "--out", str(tmp_path)), env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                            stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (tmp_path / "checkpoints" / "latest").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers, at once
-    proc.wait()
+    kill_with_workers(proc)
     killed_at = max(losses(tmp_path))
     assert 4 <= killed_at < 20, "killed after the first checkpoint, before the end"
     # one process, no wrapper: the strategy is not part of the recipe's identity
@@ -80,6 +79,19 @@ def test_killed_fsdp_run_resumes_in_one_process(tmp_path, plain_run):
     resumed = losses(tmp_path)
     assert list(resumed) == list(range(1, 21))
     assert resumed == pytest.approx(plain_run, rel=REL)
+
+
+def kill_with_workers(proc: subprocess.Popen) -> None:
+    """SIGKILL the launcher and the workers it started (torchrun gives each worker its own session, so
+    they are not in the launcher's process group), then wait until all are gone."""
+    workers = [int(pid) for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    proc.kill()
+    proc.wait()
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+              for pid in workers):
+        time.sleep(0.01)
 
 
 def _strict(text: str):
