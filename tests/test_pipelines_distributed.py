@@ -175,3 +175,17 @@ def test_recipe_smoke(recipe, tmp_path, capsys):
     assert records[0]["lr"] == pytest.approx(recipe_cfg.optimizer.lr / recipe_cfg.schedule.warmup_steps)
     assert abs(records[0]["loss"] - math.log(50304)) < 1.0  # about uniform over the vocabulary at init
     assert build_model(f"local-dir:{out / 'model'}").config.embedding_dim == 64
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_checkpoint_metadata_cannot_run_code(tmp_path):
+    """DCP's index is a pickle: it is read with an unpickler that admits DCP's metadata classes only."""
+    import pickle
+
+    (tmp_path / ".metadata").write_bytes(pickle.dumps(_Payload()))
+    with pytest.raises(ValueError, match="names (posix|os).system, which is not DCP metadata"):
+        load_weights(tmp_path, build_model("formal-lang-small"))

@@ -115,8 +115,9 @@ def test_two_gloo_processes_match_one(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                 str(free_port()), "-m", "xlstm_zoo.registry.cli"]
-    subprocess.run([*torchrun, "train", *args, "--out", str(tmp_path / "two")], env=env, check=True,
-                   capture_output=True)
+    # DDP with 2 micro-batches per step (no_sync on the first) against one process taking the whole batch
+    subprocess.run([*torchrun, "train", *args, "train.grad_accum_steps=2", "--out", str(tmp_path / "two")], env=env,
+                   check=True, capture_output=True)
     subprocess.run(cli("train", *args, "--out", str(tmp_path / "one")), env=env, check=True, capture_output=True)
     two, one = losses(tmp_path / "two"), losses(tmp_path / "one")
     assert list(two) == list(range(1, 7))

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.filesystem import FileSystemReader
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
@@ -66,8 +67,11 @@ class _SafeReader(FileSystemReader):
 
 
 def _read(state: dict, folder: Path) -> None:
-    with _quiet():
-        dcp.load(state, storage_reader=_SafeReader(folder))
+    try:
+        with _quiet():
+            dcp.load(state, storage_reader=_SafeReader(folder))
+    except (Exception, CheckpointException) as e:  # DCP gathers every rank's failures into one (a BaseException)
+        raise ValueError(f"{folder}: not a readable training checkpoint: {e}") from e
 
 
 def save(root: Path, step: int, finished: bool, model: torch.nn.Module, optimizer, scheduler, dist: Dist) -> Path:
