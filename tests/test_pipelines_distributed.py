@@ -89,9 +89,15 @@ def kill_with_workers(proc: subprocess.Popen) -> None:
         os.kill(pid, signal.SIGKILL)
     proc.kill()
     proc.wait()
-    while any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
-              for pid in workers):
+    while any(_running(pid) for pid in workers):
         time.sleep(0.01)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie is dead, only unreaped
+    except FileNotFoundError:
+        return False
 
 
 def _strict(text: str):
