@@ -11,10 +11,11 @@ from torch import nn
 
 from ..schemas.yaml_io import Overrides
 from .checkpoints import load_model_dir, load_pretrained, resolve_source
+from .checkpoints.vil import TORCH_HUB, load_torch_hub
 from .factory import instantiate
 from .index import get_config, get_entry, looks_like_path, split_name
 
-SOURCE_PREFIXES = ("local-dir:", "hf-hub:")
+SOURCE_PREFIXES = ("local-dir:", "hf-hub:", "zoo-data:")
 
 
 def _check_spec(spec: Any) -> None:
@@ -34,7 +35,8 @@ def build_model(spec: Any, *, pretrained: Union[bool, str] = False, overrides: O
 
     spec: a zoo name (`xlstm-125m`, or `name.tag` for a weights tag), a YAML file (an entry or a bare
     model config), a config object, `local-dir:PATH` or `hf-hub:ORG/NAME` (a checkpoint directory).
-    pretrained: load the entry's default weights (True) or those of a tag (a string).
+    pretrained: load the entry's default weights (True) or those of a tag (a string), offline: from the
+    Hugging Face cache, a local directory, or (Vision-LSTM) the torch hub cache.
     overrides: `{"model.num_blocks": 6}` or `["model.num_blocks=6"]`, validated like the file.
     device="meta" builds without allocating memory.
     """
@@ -46,5 +48,6 @@ def build_model(spec: Any, *, pretrained: Union[bool, str] = False, overrides: O
         if not isinstance(spec, str) or looks_like_path(spec):
             raise ValueError("pretrained=... needs a zoo name; for a checkpoint directory use 'local-dir:PATH'")
         weights = get_entry(spec).weights_for(pretrained if isinstance(pretrained, str) else split_name(spec)[1])
-        return load_pretrained(config, weights, device=device, dtype=dtype)
+        load = load_torch_hub if weights.source.startswith(TORCH_HUB) else load_pretrained
+        return load(config, weights, device=device, dtype=dtype)
     return instantiate(config, device=device, dtype=dtype)

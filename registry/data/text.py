@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ...schemas.recipe import TextData
-from .batch import Batch, step_rng
+from .batch import Batch, Task, step_rng
 from .files import file_format, resolve
 from .tokenizers import make_tokenizer
 
@@ -77,9 +77,7 @@ def packed_stream(config: TextData, tokenizer) -> np.ndarray:
     return tokens
 
 
-class TextTask:
-    chance = None
-
+class TextTask(Task):
     def __init__(self, config: TextData):
         self.config = config
         if config.sampling == "packed":

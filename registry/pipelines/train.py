@@ -11,13 +11,12 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from ...schemas.recipe import Recipe, Schedule
 from ...xlstm.optim import param_groups
 from ..checkpoints import save_pretrained
-from ..data import IGNORE, Batch, Task, make_task
+from ..data import Batch, Task, make_task
 from . import checkpoint
 from .distributed import Dist, all_finite, clip_grad_norm, grad_sync, plain_copy, setup, wrap_model
 from .evaluate import autocast, evaluate
@@ -43,17 +42,11 @@ class Diverged(RuntimeError):
     """A non-finite loss, gradient norm or weight: the run stops before the optimizer applies it."""
 
 
-def loss_terms(model: torch.nn.Module, batch: Batch, dist: Dist, precision: str, count: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss to differentiate, this micro-batch's share of the global mean loss). `count` is the global
-    batch's number of targets: the local sum over count, times the processes (DDP and FSDP average
-    gradients over them), makes every micro-batch's gradient its share of the global mean's gradient, so
-    any process count and accumulation takes the same step as one process with the whole batch."""
-    targets = batch.targets.to(dist.device)
+def loss_terms(model: torch.nn.Module, task: Task, batch: Batch, dist: Dist,
+               precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of the per-target losses, number of targets) of one micro-batch, as the task defines them."""
     with autocast(dist.device, precision):
-        logits = model(batch.inputs.to(dist.device)).logits
-    loss_sum = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum")
-    return loss_sum * dist.world / count, loss_sum.detach() / count
+        return task.loss(model, batch.inputs.to(dist.device), batch.targets.to(dist.device))
 
 
 RUNTIME_KEYS = ("strategy", "compile", "activation_checkpointing")
@@ -113,20 +106,26 @@ def _train(recipe: Recipe, out: Path, resume: bool, dist: Dist) -> dict:
 
 
 def _step(recipe, task: Task, model, wrapped, dist: Dist, step: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Forward and backward of one global batch in grad_accum_steps micro-batches; (mean loss, gradient
-    norm, tokens in the global batch)."""
+    """Forward and backward of one global batch in grad_accum_steps micro-batches; (global mean loss, gradient
+    norm, inputs in the global batch). Each micro-batch back-propagates its loss sum times the process count
+    (DDP and FSDP average gradients over processes); once all are done the gradients are divided by the
+    global batch's target count. So any process count and accumulation takes the step of one process with
+    the whole batch at once: the gradient of the global mean loss."""
     cfg = recipe.train
     batch = task.train_batch(cfg.seed, step, cfg.batch_size)
-    count = (batch.targets != IGNORE).sum().float().to(dist.device)
     rows = cfg.batch_size // cfg.grad_accum_steps
-    mean_loss = torch.zeros((), device=dist.device)
+    totals = torch.zeros(2, device=dist.device)  # loss sum, target count
     for i in range(cfg.grad_accum_steps):
         micro = batch.rows(i * rows, (i + 1) * rows).shard(dist.rank, dist.world)
         with grad_sync(model, wrapped, i == cfg.grad_accum_steps - 1):
-            loss, share = loss_terms(wrapped, micro, dist, cfg.precision, count)
-            loss.backward()
-        mean_loss += share
-    return dist.sum(mean_loss), clip_grad_norm(model, cfg.grad_clip), batch.inputs.numel()
+            loss_sum, count = loss_terms(wrapped, task, micro, dist, cfg.precision)
+            (loss_sum * dist.world).backward()
+        totals += torch.stack([loss_sum.detach().float(), count.float()])
+    loss_sum, count = dist.sum(totals)
+    for param in model.parameters():
+        if param.grad is not None:
+            param.grad.div_(count)
+    return loss_sum / count, clip_grad_norm(model, cfg.grad_clip), batch.inputs.numel()
 
 
 def _diverge(step: int, what: str, record: dict, log, out: Path):
