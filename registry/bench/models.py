@@ -240,8 +240,8 @@ LLAMA_PEERS = {
 """Llama of the same size as the paper entries (arXiv 2405.04517 Table 7 baselines: 768 wide / 12 blocks /
 12 heads, 1024 / 24 / 16; 162M and 407M parameters with the untied 50304-token vocabulary); the 160M xLSTM
 Large's peer is the 125M one."""
-TRAIN_VARIANTS = ("plain", "ddp", "fsdp", "plain+compile", "fsdp+compile", "plain+ac", "fsdp+ac",
-                  "plain+compile+ac", "fsdp+compile+ac", "ddp+compile")
+TRAIN_VARIANTS = tuple(f"{strategy}{compiled}{ac}" for strategy in ("plain", "ddp", "fsdp")
+                       for compiled in ("", "+compile") for ac in ("", "+ac"))
 
 
 def _matmul_tflops() -> float:
