@@ -166,10 +166,14 @@ def test_target_modules_defaults_patterns_and_errors():
     assert len(trainable) == 4 and all(".xlstm.proj_" in n and ".lora_" in n for n in trainable)
 
 
-def test_a_fresh_base_is_refused():
+def test_a_fresh_base_and_fsdp_are_refused():
     doc = load_yaml(Path(xlstm_zoo.__file__).parent / "zoo" / "recipes" / "xlstm-7b-lora.yaml")
     doc.data["model"]["pretrained"] = False
     with pytest.raises(ConfigError, match="adapter: expected a base with weights"):
+        validate_document(Recipe, doc)
+    doc.data["model"]["pretrained"] = True
+    doc.data["train"]["strategy"] = "fsdp"
+    with pytest.raises(ConfigError, match="train.strategy: expected auto or ddp with an adapter"):
         validate_document(Recipe, doc)
 
 
