@@ -13,28 +13,8 @@ import torch
 
 from ...schemas.recipe import TextData
 from .batch import Batch, step_rng
-from .files import file_format, resolve
+from .files import read_documents
 from .tokenizers import make_tokenizer
-
-
-def read_documents(config: TextData) -> list[str]:
-    import datasets
-
-    datasets.disable_progress_bars()
-    documents = []
-    for file in config.files:
-        path = resolve(file)
-        if not path.is_file():
-            raise FileNotFoundError(f"data.files: {path} does not exist")
-        kind = config.format or file_format(path)
-        if kind == "text":
-            table = datasets.Dataset.from_text(str(path), sample_by="document", keep_in_memory=True)
-        else:
-            table = getattr(datasets.Dataset, f"from_{kind}")(str(path), keep_in_memory=True)
-        if config.text_field not in table.column_names:
-            raise ValueError(f"data.text_field: {path} has no column {config.text_field!r} ({table.column_names})")
-        documents.extend(table[config.text_field])
-    return documents
 
 
 class TextTask:
@@ -42,7 +22,7 @@ class TextTask:
 
     def __init__(self, config: TextData):
         self.config = config
-        corpus = "\n\n".join(read_documents(config))
+        corpus = "\n\n".join(read_documents(config.files, config.format, config.text_field))
         self.tokenizer = make_tokenizer(config.tokenizer, corpus)
         self.vocab_size = self.tokenizer.vocab_size
         tokens = np.asarray(self.tokenizer.encode(corpus), dtype=np.int64)

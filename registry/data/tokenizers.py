@@ -1,12 +1,15 @@
-"""Offline tokenizers: characters of the corpus, UTF-8 bytes, or GPT-2 BPE from the shipped ranks file."""
+"""Offline tokenizers: characters of the corpus, UTF-8 bytes, GPT-2 BPE from the shipped ranks file, or a
+Hugging Face tokenizer.json. Each has `vocab_size`, `encode`, `decode` and `eos_token_id` (None: it has none)."""
 
 from __future__ import annotations
 
 import base64
 import gzip
+import json
 from functools import lru_cache
+from pathlib import Path
 
-from .files import resolve
+from .files import read_documents, resolve
 
 # GPT-2's pre-tokenisation pattern (tiktoken r50k_base / the original encoder.py).
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -17,6 +20,8 @@ RANKS_FILE = "zoo-data:gpt2.tiktoken.gz"
 
 class CharTokenizer:
     """One id per distinct character of the corpus, in sorted order (deterministic for a given corpus)."""
+
+    eos_token_id = None
 
     def __init__(self, corpus: str):
         self.chars = sorted(set(corpus))
@@ -32,6 +37,7 @@ class CharTokenizer:
 
 class ByteTokenizer:
     vocab_size = 256
+    eos_token_id = None
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
@@ -44,6 +50,7 @@ class GPT2Tokenizer:
     """Byte-level BPE with GPT-2's ranks: each pre-token is merged pairwise, lowest rank first (as tiktoken)."""
 
     vocab_size = END_OF_TEXT + 1
+    eos_token_id = END_OF_TEXT
 
     def __init__(self):
         import regex  # GPT-2's pattern needs \p{..} classes
@@ -74,3 +81,118 @@ def make_tokenizer(kind: str, corpus: str):
     if kind == "char":
         return CharTokenizer(corpus)
     return ByteTokenizer() if kind == "byte" else GPT2Tokenizer()
+
+
+class HFTokenizer:
+    """A Hugging Face `tokenizer.json` through the `tokenizers` library (offline). Text is encoded without
+    special tokens: the caller prepends BOS where the model's config asks for it."""
+
+    def __init__(self, path: Path):
+        try:
+            from tokenizers import Tokenizer
+        except ImportError as e:
+            raise ImportError("a tokenizer.json needs the `tokenizers` package: pip install 'xlstm-zoo[eval]'") from e
+        self._tokenizer = Tokenizer.from_file(str(path))
+        self.vocab_size = max(self._tokenizer.get_vocab(with_added_tokens=True).values()) + 1
+        special = _special_tokens(path.parent)
+        self.eos_token_id = self._token_id(special.get("eos_token"))
+        self.bos_token_id = self._token_id(special.get("bos_token"))
+
+    def _token_id(self, token) -> int | None:
+        if isinstance(token, dict):
+            token = token.get("content")
+        return None if token is None else self._tokenizer.token_to_id(token)
+
+    def encode(self, text: str) -> list[int]:
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def _special_tokens(directory: Path) -> dict:
+    """bos/eos tokens as transformers writes them (tokenizer_config.json, else special_tokens_map.json)."""
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        if (directory / name).is_file():
+            return json.loads((directory / name).read_text())
+    return {}
+
+
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_SPECS = "byte, gpt2, char:FILE, a directory holding tokenizer.json, or hf-hub:ORG/NAME"
+
+
+def load_tokenizer(spec: str | None, checkpoint_dir: Path | None = None):
+    """A tokenizer by name: `byte`, `gpt2`, `char:FILE` (the characters of FILE's documents, as a `char`
+    recipe on that file), a tokenizer directory / tokenizer.json, or `hf-hub:ORG/NAME[@REV]` (read from the
+    local Hugging Face cache only). None: the checkpoint directory's tokenizer.json."""
+    if spec is None:
+        if checkpoint_dir is not None and (checkpoint_dir / TOKENIZER_FILE).is_file():
+            return HFTokenizer(checkpoint_dir / TOKENIZER_FILE)
+        where = f" ({checkpoint_dir} has no {TOKENIZER_FILE})" if checkpoint_dir is not None else ""
+        raise ValueError(f"tokenizer: none given and none found with the model{where}; pass one of {TOKENIZER_SPECS}")
+    if spec in ("byte", "gpt2"):
+        return make_tokenizer(spec, "")
+    if spec.startswith("char:"):
+        return CharTokenizer("\n\n".join(read_documents([spec[len("char:"):]], key="tokenizer")))
+    if spec.startswith("hf-hub:"):
+        return HFTokenizer(_cached_tokenizer(spec[len("hf-hub:"):]))
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        path = path / TOKENIZER_FILE
+    if path.is_file():
+        return HFTokenizer(path)
+    raise ValueError(f"tokenizer: expected {TOKENIZER_SPECS}, got {spec!r}"
+                     + (f" ({path} does not exist)" if "/" in spec else ""))
+
+
+def check_vocabulary(tokenizer, vocab_size: int, name) -> None:
+    """A tokenizer with more ids than the model's vocabulary belongs to another model."""
+    if tokenizer.vocab_size > vocab_size:
+        raise ValueError(f"tokenizer: {name} has {tokenizer.vocab_size} tokens but the model's vocab_size is "
+                         f"{vocab_size}: pass the tokenizer the model was trained with")
+
+
+def _cached_tokenizer(repo: str) -> Path:
+    from huggingface_hub import try_to_load_from_cache
+
+    repo, _, revision = repo.partition("@")
+    found = try_to_load_from_cache(repo, TOKENIZER_FILE, revision=revision or None)
+    if not isinstance(found, str):
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        raise FileNotFoundError(f"tokenizer: hf-hub:{repo} has no {TOKENIZER_FILE} in the local Hugging Face cache "
+                                f"{HF_HUB_CACHE} (read offline; download it first, e.g. `huggingface-cli download {repo}`)")
+    return Path(found)
+
+
+def _byte_symbols() -> list[str]:
+    """GPT-2's printable stand-in for each byte value (byte-level BPE vocabularies are written in these)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    symbols, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            symbols[byte] = chr(byte)
+        else:
+            symbols[byte] = chr(256 + extra)
+            extra += 1
+    return [symbols[b] for b in range(256)]
+
+
+def save_byte_tokenizer(directory: Path, eos_token: str = "<|endoftext|>") -> Path:
+    """Write the byte tokenizer as a Hugging Face tokenizer (tokenizer.json + tokenizer_config.json): ids 0-255
+    are the bytes, as ByteTokenizer's, and `eos_token` is id 256. A byte-level checkpoint that carries it is
+    readable by transformers' AutoTokenizer and lm-eval's `hf` model."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {symbol: byte for byte, symbol in enumerate(_byte_symbols())}
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens([eos_token])
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(directory / TOKENIZER_FILE))
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": eos_token, "model_max_length": 1 << 20}
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return directory / TOKENIZER_FILE

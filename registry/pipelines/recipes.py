@@ -58,3 +58,14 @@ def build(recipe: Recipe, task: Task, device: torch.device) -> torch.nn.Module:
         raise ValueError(f"model.vocab_size: {model.config.vocab_size} is smaller than the {task.vocab_size} "
                          "tokens the recipe's data uses; override it in model.overrides")
     return model
+
+
+def recipe_tokenizer(data) -> str:
+    """The tokenizer spec (data.tokenizers.load_tokenizer) a text recipe trains with, to score text later."""
+    if not isinstance(data, TextData):
+        raise ValueError(f"scoring text needs a model trained on text, but the recipe's data is {data.kind!r}")
+    if data.tokenizer != "char":
+        return data.tokenizer
+    if len(data.files) != 1:
+        raise ValueError("a char-level model: its recipe must read one file to name its tokenizer (char:FILE)")
+    return f"char:{data.files[0]}"
