@@ -263,6 +263,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dtype", choices=["auto", *DTYPES], default="auto")
     parser.add_argument("--tokenizer", help="byte, gpt2, char:FILE, a tokenizer directory or hf-hub:ORG/NAME")
     parser.add_argument("--output", type=Path, help="write lm-eval's results dict here as JSON")
+    parser.add_argument("--log-samples", action="store_true", help="keep every request's scores in --output")
     args = parser.parse_args(argv)
     for path in args.include_path:
         if not path.is_dir():
@@ -273,7 +274,9 @@ def main(argv: list[str]) -> int:
     lm = XLSTMZooLM(args.spec, tokenizer=args.tokenizer, dtype=args.dtype, device=args.device,
                     batch_size=args.batch_size)
     limit = None if args.limit is None else int(args.limit) if args.limit >= 1 else args.limit
-    results = run_tasks(lm, tasks, num_fewshot=args.num_fewshot, limit=limit, manager=manager)
+    results = run_tasks(lm, tasks, num_fewshot=args.num_fewshot, limit=limit, manager=manager,
+                        log_samples=args.log_samples)
+    results["xlstm_zoo_throughput"] = {**lm.stats, "tokens_per_s": lm.stats["tokens"] / max(lm.stats["seconds"], 1e-9)}
     print(make_table(results))
     if results.get("groups"):
         print(make_table(results, "groups"))

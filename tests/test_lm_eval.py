@@ -281,3 +281,31 @@ def test_xlstm_zoo_lm_is_an_lm_eval_model(model_dir):
     assert isinstance(lm, XLSTMZooLM) and lm.batch_size == 8
     assert lm.tok_encode("ab") == [BOS, 97, 98] and lm.prefix_token_id == BOS and lm.eot_token_id == EOS
     assert get_model("hf").__name__ == "HFLM"  # built-in models still resolve after our registration
+
+
+def test_lm_eval_results_in_entries_are_validated(tmp_path):
+    from xlstm_zoo.schemas.entry import ZooEntry
+    from xlstm_zoo.schemas.errors import ConfigError
+    from xlstm_zoo.schemas.yaml_io import load_yaml, validate_document
+
+    def validate(results):
+        path = tmp_path / "entry.yaml"  # JSON is YAML
+        model = {"kind": "xlstm-lm", "vocab_size": 8, "embedding_dim": 16, "num_blocks": 1, "mlstm_block": {"kind": "mlstm-block"}}
+        path.write_text(json.dumps({"name": "x", "description": "d", "model": model, "results": results}))
+        return validate_document(ZooEntry, load_yaml(path))
+
+    good = {"task": "lm-eval:hellaswag", "dataset": "d", "metric": "acc_norm", "value": 0.5, "num_fewshot": 0}
+    assert validate([good]).results[0].lm_eval_task == "hellaswag"
+    with pytest.raises(ConfigError) as e:
+        validate([{**good, "task": "lm-eval:", "num_fewshot": None}, {**good, "task": "perplexity"}, {**good, "status": "reproduced"}])
+    assert [p.path for p in e.value.problems] == ["results.0.task", "results.1.num_fewshot", "results.2.recipe"]
+
+
+def test_the_core_never_imports_lm_eval():
+    import subprocess
+    import sys
+
+    code = ("import sys, xlstm_zoo, xlstm_zoo.registry.cli, xlstm_zoo.registry.pipelines.reproduce, "
+            "xlstm_zoo.registry.pipelines.evaluate, xlstm_zoo.registry.scoring; print('lm_eval' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", timeout=300)
+    assert out.stdout.strip() == "False", out.stderr

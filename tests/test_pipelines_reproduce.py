@@ -19,3 +19,16 @@ def test_reproduce_formal_lang_small(tmp_path):
     rows = [line for line in proc.stdout.splitlines() if line.startswith(("| parity", "| multi-query"))]
     assert len(rows) == 4 and all(row.endswith("| PASS |") for row in rows), rows
     assert (tmp_path / "parity-slstm" / "model" / "model.safetensors").exists()
+
+
+def test_reproduce_shakespeare_byte_with_lm_eval(tmp_path):
+    """The CI-trained LM entry: a minute of training on 2 cores, then its lm-eval numbers (held-out bits per
+    byte by rolling log-likelihood, next-line accuracy) re-measured on the zoo's local tasks."""
+    code = ("import sys, torch; torch.set_num_threads(2); from xlstm_zoo.registry.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", code, "reproduce", "xlstm-shakespeare-byte", "--out", str(tmp_path)],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| lm-eval:")]
+    assert len(rows) == 2 and all(row.endswith("| PASS |") for row in rows), rows

@@ -46,17 +46,23 @@ def heldout(**metadata):
 
 
 def next_line(lines_per_sonnet: int = 3, choices: int = 4, seed: int = 0, **metadata):
-    """Two consecutive lines of a sonnet, then its true next line among lines of other sonnets (indentation
-    stripped, so the closing couplet's indent gives nothing away); seeded, so the task never changes."""
+    """Two consecutive lines of a sonnet, then its true next line among other orders of that line's words
+    (indentation stripped): a model that knows the language's word order picks it, a random one is at
+    1/choices. Seeded, so the task never changes."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    poems = [[line.strip() for line in poem if line.strip()] for poem in sonnets()]
     rows = []
-    for p, poem in enumerate(poems):
-        others = [line for q, other in enumerate(poems) if q != p for line in other]
-        for i in sorted(rng.choice(np.arange(2, len(poem)), lines_per_sonnet, replace=False).tolist()):
-            options = [poem[i], *(others[j] for j in rng.choice(len(others), choices - 1, replace=False))]
+    for poem in sonnets():
+        poem = [line.strip() for line in poem if line.strip()]
+        candidates = [i for i in range(2, len(poem)) if len(poem[i].split()) >= 4]  # 4! orders: enough to draw
+        for i in sorted(rng.choice(candidates, lines_per_sonnet, replace=False).tolist()):
+            words = poem[i].split()
+            options = [" ".join(words)]
+            while len(options) < choices:
+                shuffled = " ".join(rng.permutation(words).tolist())
+                if shuffled not in options:
+                    options.append(shuffled)
             order = rng.permutation(choices).tolist()
             rows.append({"context": f"{poem[i - 2]}\n{poem[i - 1]}\n", "choices": [options[j] for j in order],
                          "label": order.index(0)})
