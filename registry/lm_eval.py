@@ -14,7 +14,6 @@ import argparse
 import difflib
 import json
 import os
-import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -30,7 +29,6 @@ except ImportError as e:
     raise ImportError(f"lm-eval is not installed ({e}): pip install 'xlstm-zoo[eval]'") from e
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from .builder import DTYPES, build_for_eval, parse_dtype
@@ -142,9 +140,10 @@ class XLSTMZooLM(TemplateLM):
             ids[row, width - len(prompt):] = torch.tensor(prompt)
             mask[row, width - len(prompt):] = 1
         eos = self.eot_token_id
-        with self._timed(sum(len(p) for p in prompts) + len(prompts) * max_new):
+        with self._timed(sum(len(p) for p in prompts)) as timer:
             generated = self.model.generate(ids.to(device), max_new, attention_mask=mask.to(device),
                                             eos_token_id=eos, **sampling)[:, width:].tolist()
+            timer.tokens += sum(map(len, generated))
         texts = []
         for row in generated:
             if eos is not None and eos in row:
@@ -165,6 +164,7 @@ class _Timer:
 
     def __enter__(self):
         self.start = time.perf_counter()
+        return self
 
     def __exit__(self, *exc):
         if torch.cuda.is_available():
@@ -224,8 +224,25 @@ def check_tasks(manager, tasks: list[str]) -> None:
         try:
             get_task_dict([name], manager)
         except Exception as e:  # noqa: BLE001 - any failure here is the task's data: say which task
-            raise FileNotFoundError(f"lm-eval task {name!r}: its dataset could not be loaded: "
+            raise FileNotFoundError(f"{_dataset_of(manager, name)} could not be loaded (offline: local files "
+                                    f"and the Hugging Face cache {_datasets_cache()}): "
                                     f"{type(e).__name__}: {e}".splitlines()[0]) from e
+
+
+def _dataset_of(manager, name: str) -> str:
+    """`lm-eval task NAME (FILE): dataset PATH [data_files]`, from the task's YAML as indexed."""
+    entry = manager.task_index.get(name)
+    cfg = (entry.cfg if entry is not None else None) or {}
+    where = f" ({entry.yaml_path})" if entry is not None and entry.yaml_path else ""
+    dataset = " ".join(str(cfg[k]) for k in ("dataset_path", "dataset_name") if cfg.get(k)) or "its dataset"
+    files = (cfg.get("dataset_kwargs") or {}).get("data_files")
+    return f"lm-eval task {name!r}{where}: dataset {dataset}" + (f" {files}" if files else "")
+
+
+def _datasets_cache() -> str:
+    import datasets
+
+    return str(datasets.config.HF_DATASETS_CACHE)
 
 
 def run_tasks(lm, tasks: list[str], *, include_path=(), num_fewshot: int | None = None, limit=None,

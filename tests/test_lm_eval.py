@@ -12,16 +12,14 @@ import re
 import pytest
 import torch
 
-pytest.importorskip("lm_eval")
+from lm_eval import simple_evaluate
 
-from lm_eval import simple_evaluate  # noqa: E402
-
-from xlstm_zoo.registry.builder import build_model  # noqa: E402
-from xlstm_zoo.registry.checkpoints import save_pretrained  # noqa: E402
-from xlstm_zoo.registry.cli import main as cli_main  # noqa: E402
-from xlstm_zoo.registry.data.tokenizers import ByteTokenizer, save_byte_tokenizer  # noqa: E402
-from xlstm_zoo.registry.lm_eval import XLSTMZooLM  # noqa: E402
-from xlstm_zoo.registry.scoring import score_continuations, score_documents  # noqa: E402
+from xlstm_zoo.registry.builder import build_model
+from xlstm_zoo.registry.checkpoints import save_pretrained
+from xlstm_zoo.registry.cli import main as cli_main
+from xlstm_zoo.registry.data.tokenizers import ByteTokenizer, save_byte_tokenizer
+from xlstm_zoo.registry.lm_eval import XLSTMZooLM
+from xlstm_zoo.registry.scoring import score_continuations, score_documents
 
 BOS, EOS = 256, 257
 BYTES = ByteTokenizer()
@@ -56,7 +54,7 @@ def _write_tasks(root) -> None:
     }
     for name, rows in docs.items():
         (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    common = f"dataset_path: json\ntest_split: train\nmetadata: {{version: 1.0}}\n"
+    common = "dataset_path: json\ntest_split: train\nmetadata: {version: 1.0}\n"
     yaml = {
         "mc": "output_type: multiple_choice\ndoc_to_text: '{{q}}:'\ndoc_to_choice: '{{choices}}'\n"
               "doc_to_target: label\nmetric_list: [{metric: acc}, {metric: acc_norm}]\n",
