@@ -12,10 +12,11 @@ from torch import nn
 
 from ..schemas.yaml_io import Overrides
 from .checkpoints import load_model_dir, load_pretrained, resolve_source
+from .checkpoints.vil import TORCH_HUB, load_torch_hub
 from .factory import instantiate
 from .index import get_config, get_entry, looks_like_path, split_name
 
-SOURCE_PREFIXES = ("local-dir:", "hf-hub:")
+SOURCE_PREFIXES = ("local-dir:", "hf-hub:", "zoo-data:")
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 
 
@@ -36,7 +37,8 @@ def build_model(spec: Any, *, pretrained: Union[bool, str] = False, overrides: O
 
     spec: a zoo name (`xlstm-125m`, or `name.tag` for a weights tag), a YAML file (an entry or a bare
     model config), a config object, `local-dir:PATH` or `hf-hub:ORG/NAME` (a checkpoint directory).
-    pretrained: load the entry's default weights (True) or those of a tag (a string).
+    pretrained: load the entry's default weights (True) or those of a tag (a string), offline: from the
+    Hugging Face cache, a local directory, or (Vision-LSTM) the torch hub cache.
     overrides: `{"model.num_blocks": 6}` or `["model.num_blocks=6"]`, validated like the file.
     device="meta" builds without allocating memory.
     """
@@ -48,7 +50,8 @@ def build_model(spec: Any, *, pretrained: Union[bool, str] = False, overrides: O
         if not isinstance(spec, str) or looks_like_path(spec):
             raise ValueError("pretrained=... needs a zoo name; for a checkpoint directory use 'local-dir:PATH'")
         weights = get_entry(spec).weights_for(pretrained if isinstance(pretrained, str) else split_name(spec)[1])
-        return load_pretrained(config, weights, device=device, dtype=dtype)
+        load = load_torch_hub if weights.source.startswith(TORCH_HUB) else load_pretrained
+        return load(config, weights, device=device, dtype=dtype)
     return instantiate(config, device=device, dtype=dtype)
 
 
@@ -64,7 +67,8 @@ def build_for_eval(spec: Any, *, device=None, dtype: Optional[torch.dtype] = Non
         model = build_model(spec, device=device, dtype=dtype)
     elif isinstance(spec, str) and not looks_like_path(spec) and get_entry(spec).weights:
         weights = get_entry(spec).weights_for(split_name(spec)[1])
-        directory = resolve_source(weights.source, revision=weights.revision)
+        if weights.source.startswith(SOURCE_PREFIXES):  # a directory (torch-hub weights are one file)
+            directory = resolve_source(weights.source, revision=weights.revision)
         model = build_model(spec, pretrained=True, device=device, dtype=dtype)
     else:
         print(f"xlstm-zoo: {spec} has no weights: evaluating its random initialisation", file=sys.stderr)

@@ -12,14 +12,12 @@ import numpy as np
 import torch
 
 from ...schemas.recipe import TextData
-from .batch import Batch, step_rng
+from .batch import Batch, Task, step_rng
 from .files import read_documents
 from .tokenizers import make_tokenizer
 
 
-class TextTask:
-    chance = None
-
+class TextTask(Task):
     def __init__(self, config: TextData):
         self.config = config
         corpus = "\n\n".join(read_documents(config.files, config.format, config.text_field))
