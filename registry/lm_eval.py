@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from .builder import DTYPES, build_for_eval, parse_dtype
-from .data.tokenizers import check_vocabulary, load_tokenizer
+from .data.tokenizer_specs import check_vocabulary, load_tokenizer
 from .scoring import prefix_token, score_continuations, score_documents
 
 ZOO_TASKS = Path(str(resources.files("xlstm_zoo.zoo") / "lm_eval"))
@@ -63,7 +63,7 @@ class XLSTMZooLM(TemplateLM):
 
     @property
     def eot_token_id(self):
-        eos = self.tokenizer.eos_token_id
+        eos = self.tokenizer.eos_id
         return self.config.eos_token_id if eos is None else eos
 
     @property

@@ -22,8 +22,7 @@ PAD = 0
 def prefix_token(config, tokenizer) -> int | None:
     """What a document's first token is conditioned on: the config's BOS, else the tokenizer's BOS, else EOS
     (the tokenizer's, then the config's), as lm-eval's `hf` model does; None when there is none."""
-    for token in (config.bos_token_id, getattr(tokenizer, "bos_token_id", None), tokenizer.eos_token_id,
-                  config.eos_token_id):
+    for token in (config.bos_token_id, getattr(tokenizer, "bos_id", None), tokenizer.eos_id, config.eos_token_id):
         if token is not None:
             return token
     return None

@@ -17,7 +17,7 @@ from lm_eval import simple_evaluate
 from xlstm_zoo.registry.builder import build_model
 from xlstm_zoo.registry.checkpoints import save_pretrained
 from xlstm_zoo.registry.cli import main as cli_main
-from xlstm_zoo.registry.data.tokenizers import ByteTokenizer, save_byte_tokenizer
+from xlstm_zoo.registry.data.tokenizers import ByteTokenizer, make_tokenizer, save_byte_tokenizer
 from xlstm_zoo.registry.lm_eval import XLSTMZooLM
 from xlstm_zoo.registry.scoring import score_continuations, score_documents
 
@@ -210,6 +210,8 @@ def test_hf_model_and_ours_agree_on_transformers_xlstm(tmp_path, task_dir):
     directory = tmp_path / "zoo"
     save_pretrained(build_model(f"local-dir:{tmp_path / 'hf'}"), directory)
     save_byte_tokenizer(directory)
+    tokenizer = make_tokenizer(f"local-dir:{directory}", "")  # as a recipe's data.tokenizer names it
+    assert tokenizer.encode("ab c") == BYTES.encode("ab c") and tokenizer.eos_id == 256
 
     from lm_eval.tasks import TaskManager
 

@@ -160,6 +160,9 @@ def save_pretrained(model: nn.Module, directory: PathLike, *, max_shard_size: Un
     every file's sha256, comes last. Weight files of an earlier save in the same directory that the new
     index does not list are removed.
     """
+    if getattr(model, "quantization", None):
+        raise ValueError(f"save_pretrained: the model's weights are quantized ({model.quantization}); save the "
+                         "unquantized model and quantize when building (build_model(..., quantize=...))")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config

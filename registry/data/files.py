@@ -1,5 +1,4 @@
-"""Where data files are (`zoo-data:NAME` names a file shipped in the package's zoo/data, anything else a path)
-and how their documents are read: local text, JSON lines or parquet, through `datasets`."""
+"""Where data files are: `zoo-data:NAME` names a file shipped in the package's zoo/data, anything else a path."""
 
 from __future__ import annotations
 
@@ -23,25 +22,3 @@ def file_format(path: Path) -> str:
         raise ValueError(f"data.format: cannot infer the format of {path}; set it to text, json or parquet")
     return SUFFIX_FORMATS[suffixes[-1]]
 
-
-def read_documents(files: list[str], format: str | None = None, text_field: str = "text",
-                   key: str = "data.files") -> list[str]:
-    """The documents of local files: a text file is one document, a json/parquet row one each. `key` names the
-    setting the files came from in errors."""
-    import datasets
-
-    datasets.disable_progress_bars()
-    documents = []
-    for file in files:
-        path = resolve(file)
-        if not path.is_file():
-            raise FileNotFoundError(f"{key}: {path} does not exist")
-        kind = format or file_format(path)
-        if kind == "text":
-            table = datasets.Dataset.from_text(str(path), sample_by="document", keep_in_memory=True)
-        else:
-            table = getattr(datasets.Dataset, f"from_{kind}")(str(path), keep_in_memory=True)
-        if text_field not in table.column_names:
-            raise ValueError(f"data.text_field: {path} has no column {text_field!r} ({table.column_names})")
-        documents.extend(table[text_field])
-    return documents

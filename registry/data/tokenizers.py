@@ -1,5 +1,5 @@
 """Offline tokenizers: characters of the corpus, UTF-8 bytes, GPT-2 BPE from the shipped ranks file, or a
-Hugging Face tokenizer.json. Each has `vocab_size`, `encode`, `decode` and `eos_token_id` (None: it has none)."""
+Hugging Face tokenizer.json. Each has `vocab_size`, `encode`, `decode` and `eos_id` (None: it has none)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from .files import read_documents, resolve
+from .files import resolve
 
 # GPT-2's pre-tokenisation pattern (tiktoken r50k_base / the original encoder.py).
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -21,7 +21,7 @@ RANKS_FILE = "zoo-data:gpt2.tiktoken.gz"
 class CharTokenizer:
     """One id per distinct character of the corpus, in sorted order (deterministic for a given corpus)."""
 
-    eos_token_id = None
+    eos_id = None
 
     def __init__(self, corpus: str):
         self.chars = sorted(set(corpus))
@@ -37,7 +37,7 @@ class CharTokenizer:
 
 class ByteTokenizer:
     vocab_size = 256
-    eos_token_id = None
+    eos_id = None
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
@@ -50,7 +50,7 @@ class GPT2Tokenizer:
     """Byte-level BPE with GPT-2's ranks: each pre-token is merged pairwise, lowest rank first (as tiktoken)."""
 
     vocab_size = END_OF_TEXT + 1
-    eos_token_id = END_OF_TEXT
+    eos_id = END_OF_TEXT
 
     def __init__(self):
         import regex  # GPT-2's pattern needs \p{..} classes
@@ -78,6 +78,10 @@ class GPT2Tokenizer:
 
 
 def make_tokenizer(kind: str, corpus: str):
+    """char (from the corpus), byte, gpt2, or `local-dir:PATH` / `hf-hub:ORG/NAME[@REV]`: a checkpoint's
+    tokenizer.json (the hub read offline)."""
+    if kind.startswith(("local-dir:", "hf-hub:")):
+        return HFTokenizer(checkpoint_tokenizer(kind))
     if kind == "char":
         return CharTokenizer(corpus)
     return ByteTokenizer() if kind == "byte" else GPT2Tokenizer()
@@ -95,8 +99,8 @@ class HFTokenizer:
         self._tokenizer = Tokenizer.from_file(str(path))
         self.vocab_size = max(self._tokenizer.get_vocab(with_added_tokens=True).values()) + 1
         special = _special_tokens(path.parent)
-        self.eos_token_id = self._token_id(special.get("eos_token"))
-        self.bos_token_id = self._token_id(special.get("bos_token"))
+        self.eos_id = self._token_id(special.get("eos_token"))
+        self.bos_id = self._token_id(special.get("bos_token"))
 
     def _token_id(self, token) -> int | None:
         if isinstance(token, dict):
@@ -110,6 +114,9 @@ class HFTokenizer:
         return self._tokenizer.decode(ids, skip_special_tokens=True)
 
 
+TOKENIZER_FILE = "tokenizer.json"
+
+
 def _special_tokens(directory: Path) -> dict:
     """bos/eos tokens as transformers writes them (tokenizer_config.json, else special_tokens_map.json)."""
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
@@ -118,45 +125,17 @@ def _special_tokens(directory: Path) -> dict:
     return {}
 
 
-TOKENIZER_FILE = "tokenizer.json"
-TOKENIZER_SPECS = "byte, gpt2, char:FILE, a directory holding tokenizer.json, or hf-hub:ORG/NAME"
-
-
-def load_tokenizer(spec: str | None, checkpoint_dir: Path | None = None):
-    """A tokenizer by name: `byte`, `gpt2`, `char:FILE` (the characters of FILE's documents, as a `char`
-    recipe on that file), a tokenizer directory / tokenizer.json, or `hf-hub:ORG/NAME[@REV]` (read from the
-    local Hugging Face cache only). None: the checkpoint directory's tokenizer.json."""
-    if spec is None:
-        if checkpoint_dir is not None and (checkpoint_dir / TOKENIZER_FILE).is_file():
-            return HFTokenizer(checkpoint_dir / TOKENIZER_FILE)
-        where = f" ({checkpoint_dir} has no {TOKENIZER_FILE})" if checkpoint_dir is not None else ""
-        raise ValueError(f"tokenizer: none given and none found with the model{where}; pass one of {TOKENIZER_SPECS}")
-    if spec in ("byte", "gpt2"):
-        return make_tokenizer(spec, "")
-    if spec.startswith("char:"):
-        return CharTokenizer("\n\n".join(read_documents([spec[len("char:"):]], key="tokenizer")))
-    if spec.startswith("hf-hub:"):
-        return HFTokenizer(_cached_tokenizer(spec[len("hf-hub:"):]))
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        path = path / TOKENIZER_FILE
-    if path.is_file():
-        return HFTokenizer(path)
-    raise ValueError(f"tokenizer: expected {TOKENIZER_SPECS}, got {spec!r}"
-                     + (f" ({path} does not exist)" if "/" in spec else ""))
-
-
-def check_vocabulary(tokenizer, vocab_size: int, name) -> None:
-    """A tokenizer with more ids than the model's vocabulary belongs to another model."""
-    if tokenizer.vocab_size > vocab_size:
-        raise ValueError(f"tokenizer: {name} has {tokenizer.vocab_size} tokens but the model's vocab_size is "
-                         f"{vocab_size}: pass the tokenizer the model was trained with")
-
-
-def _cached_tokenizer(repo: str) -> Path:
+def checkpoint_tokenizer(source: str) -> Path:
+    """The tokenizer.json of `local-dir:DIR` or `hf-hub:ORG/NAME[@REV]` (from the local Hugging Face cache)."""
+    kind, _, rest = source.partition(":")
+    if kind == "local-dir":
+        path = Path(rest).expanduser() / TOKENIZER_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"tokenizer: {source} has no {TOKENIZER_FILE} ({path} does not exist)")
+        return path
     from huggingface_hub import try_to_load_from_cache
 
-    repo, _, revision = repo.partition("@")
+    repo, _, revision = rest.partition("@")
     found = try_to_load_from_cache(repo, TOKENIZER_FILE, revision=revision or None)
     if not isinstance(found, str):
         from huggingface_hub.constants import HF_HUB_CACHE

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
+
+from ..quantize import add_quantize
 
 
 def _parser(verb: str, spec_help: str) -> argparse.ArgumentParser:
@@ -22,9 +25,13 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     args = parser.parse_intermixed_args(argv)
     from .recipes import load_recipe
-    from .train import train
+    from .train import Diverged, train
 
-    metrics = train(load_recipe(_recipe_file(args.spec, "train"), args.overrides), args.out, args.resume)
+    try:
+        metrics = train(load_recipe(_recipe_file(args.spec, "train"), args.overrides), args.out, args.resume)
+    except Diverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     print(json.dumps(metrics))
     return 0
 
@@ -47,12 +54,14 @@ def eval_main(argv: list[str]) -> int:
     group.add_argument("--batch-size", type=int, default=8, help="documents per forward call")
     group.add_argument("--chunk-size", type=int, default=1024, help="positions per forward call")
     group.add_argument("--dtype", default="auto")
+    add_quantize(parser)
     args = parser.parse_intermixed_args(argv)
     if args.data is not None:
         return _perplexity_main(args)
     from ..data import make_task
     from .distributed import setup
     from .evaluate import evaluate
+    from ..quantize import quantize_model
     from .recipes import build, is_file_spec, load_recipe
 
     run_dir = Path(args.spec)
@@ -68,18 +77,22 @@ def eval_main(argv: list[str]) -> int:
     recipe.model = recipe.model.model_copy(update=model)
     device = setup().device
     task = make_task(recipe.data)
-    metrics = evaluate(build(recipe, task, device), task, recipe.eval.batch_size, recipe.eval.max_batches, device,
-                       recipe.train.precision)
+    model = build(recipe, task, device)
+    if args.quantize:
+        model = quantize_model(model, args.quantize)
+    metrics = evaluate(model, task, recipe.eval.batch_size, recipe.eval.max_batches, device, recipe.train.precision)
     print(json.dumps(metrics))
     return 0
 
 
 def _perplexity_main(args) -> int:
     """Documents of one file, each scored whole with the state carried (evaluate.perplexity)."""
+    from ...schemas.recipe import TextData
     from ..builder import build_for_eval, parse_dtype
-    from ..data.files import read_documents
-    from ..data.tokenizers import check_vocabulary, load_tokenizer
+    from ..data.text import iter_documents
+    from ..data.tokenizer_specs import check_vocabulary, load_tokenizer
     from .distributed import setup
+    from ..quantize import quantize_model
     from .evaluate import perplexity
     from .recipes import load_recipe, recipe_tokenizer
 
@@ -90,8 +103,10 @@ def _perplexity_main(args) -> int:
     if (run_dir / "recipe.yaml").is_file():
         spec = f"local-dir:{run_dir.resolve() / 'model'}"
         tokenizer_spec = tokenizer_spec or recipe_tokenizer(load_recipe(run_dir / "recipe.yaml").data)
-    documents = read_documents([args.data], args.format, args.text_field, key="--data")
+    documents = list(iter_documents(TextData(files=[args.data], format=args.format, text_field=args.text_field)))
     model, directory = build_for_eval(spec, device=setup().device, dtype=parse_dtype(args.dtype))
+    if args.quantize:
+        model = quantize_model(model, args.quantize)
     tokenizer = load_tokenizer(tokenizer_spec, directory)
     check_vocabulary(tokenizer, model.config.vocab_size, tokenizer_spec or directory)
     print(json.dumps(perplexity(model, tokenizer, documents, args.batch_size, args.chunk_size)))
@@ -113,9 +128,14 @@ def reproduce_main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, help="where the runs go (default: a new temporary directory)")
     args = parser.parse_intermixed_args(argv)
     from .reproduce import reproduce, table
+    from .train import Diverged
 
     out = args.out or Path(tempfile.mkdtemp(prefix=f"xlstm-zoo-reproduce-{args.spec}-"))
-    rows = reproduce(args.spec, out, args.overrides)
+    try:
+        rows = reproduce(args.spec, out, args.overrides)
+    except Diverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     print(table(rows))
     print(f"runs in {out}")
     return 1 if any(r["passed"] is False for r in rows) else 0

@@ -59,7 +59,7 @@ def build(recipe: Recipe, task: Task, device: torch.device) -> torch.nn.Module:
 
 
 def recipe_tokenizer(data) -> str:
-    """The tokenizer spec (data.tokenizers.load_tokenizer) a text recipe trains with, to score text later."""
+    """The tokenizer spec (data.tokenizer_specs.load_tokenizer) a text recipe trains with, to score text later."""
     if not isinstance(data, TextData):
         raise ValueError(f"scoring text needs a model trained on text, but the recipe's data is {data.kind!r}")
     if data.tokenizer != "char":
