@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -17,6 +18,7 @@ from .index import get_config, get_entry, looks_like_path, split_name
 from .quantize import check_quantization, quantize_model
 
 SOURCE_PREFIXES = ("local-dir:", "hf-hub:", "zoo-data:")
+DTYPES = ("float32", "bfloat16", "float16", "float64")
 
 
 def _check_spec(spec: Any) -> None:
@@ -67,3 +69,33 @@ def build_model(spec: Any, *, pretrained: Union[bool, str] = False, overrides: O
         else:
             model = instantiate(config, device=device, dtype=dtype)
     return model if quantize is None else quantize_model(model, quantize)
+
+
+def build_for_eval(spec: Any, *, device=None, dtype: Optional[torch.dtype] = None) -> tuple[nn.Module, Optional[Path]]:
+    """The model a spec names, in eval mode, and the directory its weights came from (where a tokenizer.json
+    may be). A zoo name with weights loads them; one without is evaluated as initialised (said on stderr);
+    a built module is taken as it is."""
+    if isinstance(spec, nn.Module):
+        return spec.eval(), None
+    directory = None
+    if isinstance(spec, str) and spec.startswith(SOURCE_PREFIXES):
+        directory = resolve_source(spec)
+        model = build_model(spec, device=device, dtype=dtype)
+    elif isinstance(spec, str) and not looks_like_path(spec) and get_entry(spec).weights:
+        weights = get_entry(spec).weights_for(split_name(spec)[1])
+        if weights.source.startswith(SOURCE_PREFIXES):  # a directory (torch-hub weights are one file)
+            directory = resolve_source(weights.source, revision=weights.revision)
+        model = build_model(spec, pretrained=True, device=device, dtype=dtype)
+    else:
+        print(f"xlstm-zoo: {spec} has no weights: evaluating its random initialisation", file=sys.stderr)
+        model = build_model(spec, device=device, dtype=dtype)
+    return model.eval(), directory
+
+
+def parse_dtype(dtype: Union[str, torch.dtype, None]) -> Optional[torch.dtype]:
+    """A dtype by name; None or `auto` keeps the stored one."""
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return None if dtype == "auto" else dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: expected auto or one of {', '.join(DTYPES)}, got {dtype!r}")
+    return getattr(torch, dtype)

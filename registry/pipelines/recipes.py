@@ -58,3 +58,14 @@ def build(recipe: Recipe, task: Task, device: torch.device) -> torch.nn.Module:
                         device=device, dtype=dtype)
     task.check_model(model.config)
     return model
+
+
+def recipe_tokenizer(data) -> str:
+    """The tokenizer spec (data.tokenizer_specs.load_tokenizer) a text recipe trains with, to score text later."""
+    if not isinstance(data, TextData):
+        raise ValueError(f"scoring text needs a model trained on text, but the recipe's data is {data.kind!r}")
+    if data.tokenizer != "char":
+        return data.tokenizer
+    if len(data.files) != 1:
+        raise ValueError("a char-level model: its recipe must read one file to name its tokenizer (char:FILE)")
+    return f"char:{data.files[0]}"
