@@ -18,11 +18,11 @@ from ruamel.yaml.comments import CommentedMap
 
 from ..schemas.entry import ModelDocument, ZooEntry
 from ..schemas.errors import ConfigError, Problem
-from ..schemas.models import XLSTMLargeLMConfig, XLSTMLMConfig
+from ..schemas.models import MODEL_SCHEMAS
 from ..schemas.yaml_io import Document, Overrides, apply_overrides, load_yaml, validate_document
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
-ModelConfigT = Union[XLSTMLMConfig, XLSTMLargeLMConfig]
+ModelConfigT = Union[tuple(MODEL_SCHEMAS.values())]
 
 
 class UnknownModelError(LookupError):
@@ -94,7 +94,7 @@ def looks_like_path(spec: str) -> bool:
 
 def document_for(spec: Any) -> tuple[Document, Optional[str]]:
     """The entry-shaped document behind `spec` (zoo name, YAML path, config object or dict) and its tag."""
-    if isinstance(spec, (XLSTMLMConfig, XLSTMLargeLMConfig)):
+    if isinstance(spec, tuple(MODEL_SCHEMAS.values())):
         return Document(CommentedMap(model=spec.model_dump(mode="json")), "<config>"), None
     if isinstance(spec, dict):
         return Document(CommentedMap(model=spec.get("model", spec)), "<dict>"), None

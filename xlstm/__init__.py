@@ -4,11 +4,14 @@ from .init import apply_init
 from .large import XLSTMLargeLM, set_weight_mode
 from .neurips import XLSTMLM
 from .optim import param_groups
+from .sequence import MLSTM, SLSTM, BackboneOutput, SequenceState, XLSTMBackbone
+from .tirex import TiRex
 from .state import LayerState, LMOutput, LMState, MLSTMState, SLSTMState
 
-MODEL_CLASSES = {"xlstm-lm": XLSTMLM, "xlstm-large-lm": XLSTMLargeLM}
+MODEL_CLASSES = {"xlstm-lm": XLSTMLM, "xlstm-large-lm": XLSTMLargeLM, "xlstm-backbone": XLSTMBackbone, "tirex": TiRex}
 
 __all__ = [
-    "MODEL_CLASSES", "LMOutput", "LMState", "LayerState", "MLSTMState", "SLSTMState", "XLSTMLM", "XLSTMLargeLM",
-    "apply_init", "param_groups", "set_weight_mode",
+    "MLSTM", "MODEL_CLASSES", "SLSTM", "BackboneOutput", "LMOutput", "LMState", "LayerState", "MLSTMState",
+    "SLSTMState", "SequenceState", "TiRex", "XLSTMBackbone", "XLSTMLM", "XLSTMLargeLM", "apply_init", "param_groups",
+    "set_weight_mode",
 ]

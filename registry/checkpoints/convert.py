@@ -1,6 +1,7 @@
-"""`xlstm-zoo convert`: checkpoints from NX-AI's `xlstm` package or transformers into zoo directories.
+"""`xlstm-zoo convert`: checkpoints from NX-AI's `xlstm` package, TiRex or transformers into zoo directories.
 
     xlstm-zoo convert --from nx-ai --config CFG.yaml --weights W.safetensors|W.pt --out DIR
+    xlstm-zoo convert --from tirex --weights model.ckpt --out DIR
     xlstm-zoo convert --from hf --model DIR|hf-hub:ORG/NAME --out DIR
 
 The output loads with `build_model("local-dir:DIR")` (and, for xLSTM Large, with transformers).
@@ -15,6 +16,7 @@ from pathlib import Path
 from ...schemas.errors import ConfigError
 from .store import CheckpointError, iter_tensors, load_model_dir, load_tensors, resolve_source, save_pretrained
 from .nxai import convert_nxai_state, read_nxai_yaml
+from .tirex import convert_tirex_state, read_tirex_checkpoint
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -32,6 +34,16 @@ def convert_nxai(config_path: Path, weights_path: Path, out: Path, *, dtype=None
     return save_pretrained(model, out, max_shard_size=max_shard_size)
 
 
+def convert_tirex(weights_path: Path, out: Path, *, dtype=None, max_shard_size="5GB") -> Path:
+    """Convert a TiRex `model.ckpt` (its hyper-parameters are in the file)."""
+    from ..factory import instantiate
+
+    config, state = read_tirex_checkpoint(weights_path)
+    model = instantiate(config, device="meta", dtype=dtype or next(iter(state.values())).dtype)
+    load_tensors(model, convert_tirex_state(state, config), strict=True, source=str(weights_path))
+    return save_pretrained(model, out, max_shard_size=max_shard_size)
+
+
 def convert_hf(source: str, out: Path, *, dtype=None, max_shard_size="5GB") -> Path:
     """Re-save a transformers xLSTM directory (or cached hub repo) as a zoo directory."""
     directory = resolve_source(source if ":" in source else f"local-dir:{source}")
@@ -40,15 +52,15 @@ def convert_hf(source: str, out: Path, *, dtype=None, max_shard_size="5GB") -> P
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="xlstm-zoo convert", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--from", dest="source", required=True, choices=("nx-ai", "hf"))
+    parser.add_argument("--from", dest="source", required=True, choices=("nx-ai", "tirex", "hf"))
     parser.add_argument("--config", type=Path, help="nx-ai: their xLSTMLMModelConfig as YAML")
-    parser.add_argument("--weights", type=Path, help="nx-ai: their state_dict (.safetensors, .pt, .bin)")
+    parser.add_argument("--weights", type=Path, help="nx-ai: their state_dict (.safetensors, .pt, .bin); tirex: model.ckpt")
     parser.add_argument("--model", help="hf: a transformers xLSTM directory or hf-hub:ORG/NAME (offline cache)")
     parser.add_argument("--out", type=Path, required=True, help="the zoo checkpoint directory to write")
     parser.add_argument("--dtype", choices=DTYPES, help="dtype of the written weights (default: as read)")
     parser.add_argument("--max-shard-size", default="5GB")
     args = parser.parse_args(argv)
-    needed = ("config", "weights") if args.source == "nx-ai" else ("model",)
+    needed = {"nx-ai": ("config", "weights"), "tirex": ("weights",), "hf": ("model",)}[args.source]
     missing = [f"--{name}" for name in needed if getattr(args, name) is None]
     if missing:
         parser.error(f"--from {args.source} needs {' and '.join(missing)}")
@@ -58,6 +70,8 @@ def main(argv: list[str]) -> int:
         dtype = getattr(torch, args.dtype) if args.dtype else None
         if args.source == "nx-ai":
             out = convert_nxai(args.config, args.weights, args.out, dtype=dtype, max_shard_size=args.max_shard_size)
+        elif args.source == "tirex":
+            out = convert_tirex(args.weights, args.out, dtype=dtype, max_shard_size=args.max_shard_size)
         else:
             out = convert_hf(args.model, args.out, dtype=dtype, max_shard_size=args.max_shard_size)
     except (CheckpointError, ConfigError, ValueError, OSError) as exc:

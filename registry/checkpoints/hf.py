@@ -88,7 +88,7 @@ def transformers_incompatibilities(model) -> list[str]:
     """Why transformers' xLSTM would compute something else than `model` (empty: it computes the same)."""
     config = model.config
     if config.kind != "xlstm-large-lm":
-        return ["transformers has no NeurIPS xLSTM (kind xlstm-lm)"]
+        return [f"transformers has no model of kind {config.kind}"]
     reasons = [f"{name}: null (no cap) has no transformers equivalent" for name in SOFT_CAPS
                if getattr(config, name) is None]
     if not config.add_out_norm:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ... import __version__
 from ...schemas.entry import SCHEMA_VERSION
-from ...schemas.models import XLSTMLargeLMConfig, XLSTMLMConfig
+from ...schemas.models import MODEL_SCHEMAS
 from ...schemas.yaml_io import dump_yaml, load_yaml, validate_document
 from ...xlstm.large import set_weight_mode, single_layout_state_dict
 from ..factory import instantiate
@@ -115,9 +115,9 @@ def dump_zoo_yaml(config) -> str:
 def load_zoo_yaml(path: Path):
     doc = load_yaml(path)
     kind = doc.data.get("model", {}).get("kind") if isinstance(doc.data, dict) else None
-    schema = {"xlstm-lm": XLSTMLMConfig, "xlstm-large-lm": XLSTMLargeLMConfig}.get(kind)
+    schema = MODEL_SCHEMAS.get(kind)
     if schema is None:
-        raise CheckpointError(f"{path}: expected model.kind 'xlstm-lm' or 'xlstm-large-lm', got {kind!r}")
+        raise CheckpointError(f"{path}: expected model.kind one of {', '.join(MODEL_SCHEMAS)}, got {kind!r}")
     return validate_document(schema, doc, prefix=("model",))
 
 
