@@ -158,7 +158,10 @@ class _RecurrentModule(nn.Module):
 
     @classmethod
     def from_config(cls, config: XLSTMBackboneConfig | dict, batch_first: bool = False):
-        return cls(XLSTMBackboneConfig.model_validate(config), batch_first)
+        """The module a whole xlstm-backbone config (without head) describes, instead of nn.LSTM's arguments."""
+        module = cls.__new__(cls)
+        _RecurrentModule.__init__(module, XLSTMBackboneConfig.model_validate(config), batch_first)
+        return module
 
     def forward(self, x: torch.Tensor, state: Optional[SequenceState] = None):
         unbatched = x.dim() == 2

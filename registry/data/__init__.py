@@ -10,9 +10,10 @@ from ...schemas.recipe import DataConfig
 from .batch import IGNORE, Batch, Task
 from .formal import FormalLanguageTask
 from .mqar import MQARTask
+from .series import SeriesTask
 from .text import TextTask
 
-TASKS = {"formal-language": FormalLanguageTask, "mqar": MQARTask, "text": TextTask}
+TASKS = {"formal-language": FormalLanguageTask, "mqar": MQARTask, "text": TextTask, "series": SeriesTask}
 
 
 def make_task(data: DataConfig) -> Task:

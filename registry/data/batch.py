@@ -14,9 +14,9 @@ IGNORE = -100
 
 class Batch(NamedTuple):
     inputs: torch.Tensor
-    """(B, S) token ids."""
+    """(B, S) token ids (or the task's own inputs, e.g. (B, T) series values)."""
     targets: torch.Tensor
-    """(B, S) next-token targets, IGNORE where nothing is predicted."""
+    """(B, S) next-token targets, IGNORE where nothing is predicted (or the task's own targets)."""
 
     def rows(self, start: int, stop: int) -> Batch:
         return Batch(self.inputs[start:stop], self.targets[start:stop])
@@ -28,8 +28,12 @@ class Batch(NamedTuple):
 
 
 class Task(Protocol):
-    vocab_size: int
-    """Number of token ids the task uses; the model's vocabulary must be at least this large."""
+    """A task may also define `loss(model, inputs, targets) -> (summed loss, number of terms)` and
+    `evaluate(model, batch_size, device) -> {"val_...": value}` (the pipelines use them instead of token
+    cross-entropy and accuracy), for models that are not token LMs."""
+
+    vocab_size: int | None
+    """Number of token ids the task uses (the model's vocabulary must be at least this large); None: no tokens."""
     chance: float | None
     """Accuracy of guessing (for scaled accuracy), None where it is not meaningful."""
 

@@ -1,4 +1,5 @@
-"""Validation metrics on a task's held-out batches: loss and accuracy over the positions that carry targets."""
+"""Validation metrics: the task's own (`task.evaluate`, e.g. forecast errors) or, for token tasks, loss and
+accuracy over the positions that carry targets."""
 
 from __future__ import annotations
 
@@ -13,9 +14,15 @@ def evaluate(model: torch.nn.Module, task: Task, batch_size: int, max_batches: i
              device: torch.device, precision: str) -> dict[str, float]:
     """Every process evaluates the whole set, so the numbers do not depend on the number of processes.
 
-    `scaled_accuracy` maps chance to 0 and perfect to 1, as the xLSTM paper reports formal-language results."""
+    `scaled_accuracy` maps chance to 0 and perfect to 1, as the xLSTM paper reports formal-language results.
+    A task with an `evaluate(model, batch_size, device)` method computes its own `val_*` metrics."""
     was_training = model.training
     model.eval()
+    if hasattr(task, "evaluate"):
+        with autocast(device, precision):
+            metrics = task.evaluate(model, batch_size, device)
+        model.train(was_training)
+        return metrics
     loss, correct, count = 0.0, 0, 0
     for i, batch in enumerate(task.eval_batches(batch_size)):
         if max_batches is not None and i >= max_batches:

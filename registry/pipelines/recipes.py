@@ -51,10 +51,12 @@ def save_recipe(recipe: Recipe, path: Path) -> None:
 
 
 def build(recipe: Recipe, task: Task, device: torch.device) -> torch.nn.Module:
-    """The recipe's model; its vocabulary must cover the task's tokens."""
+    """The recipe's model; for token tasks its vocabulary must cover the task's tokens."""
     model = build_model(recipe.model.name, pretrained=recipe.model.pretrained, overrides=recipe.model.overrides,
                         device=device)
-    if model.config.vocab_size < task.vocab_size:
+    if task.vocab_size is not None and getattr(model.config, "vocab_size", None) is None:
+        raise ValueError(f"model: a {model.config.kind} has no vocabulary, but the recipe's data is tokens")
+    if task.vocab_size is not None and model.config.vocab_size < task.vocab_size:
         raise ValueError(f"model.vocab_size: {model.config.vocab_size} is smaller than the {task.vocab_size} "
                          "tokens the recipe's data uses; override it in model.overrides")
     return model

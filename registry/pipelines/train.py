@@ -37,14 +37,22 @@ def lr_factor(schedule: Schedule, max_steps: int):
     return factor
 
 
-def loss_terms(model: torch.nn.Module, batch: Batch, dist: Dist, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss to differentiate, global mean loss). The local sum is scaled by world / global target count, so
-    that DDP's gradient averaging yields the gradient of the global mean: the same step as one process."""
-    targets = batch.targets.to(dist.device)
-    with autocast(dist.device, precision):
-        logits = model(batch.inputs.to(dist.device)).logits
+def token_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Language modelling: summed cross-entropy over the positions that carry a target, and their count."""
+    logits = model(inputs).logits
     loss_sum = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum")
-    count = dist.sum((targets != IGNORE).sum().float())
+    return loss_sum, (targets != IGNORE).sum()
+
+
+def loss_terms(model: torch.nn.Module, task: Task, batch: Batch, dist: Dist,
+               precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss to differentiate, global mean loss). The objective is the task's `loss` (a summed loss and the
+    number of terms) when it has one, else token cross-entropy. The local sum is scaled by world / global
+    count, so that DDP's gradient averaging yields the gradient of the global mean: the same step as one process."""
+    objective = getattr(task, "loss", token_loss)
+    with autocast(dist.device, precision):
+        loss_sum, count = objective(model, batch.inputs.to(dist.device), batch.targets.to(dist.device))
+    count = dist.sum(count.float())
     return loss_sum * dist.world / count, dist.sum(loss_sum.detach()) / count
 
 
@@ -92,7 +100,7 @@ def _loop(recipe, task: Task, model, wrapped, optimizer, scheduler, dist: Dist, 
     for step in range(start + 1, cfg.max_steps + 1):
         batch = task.train_batch(cfg.seed, step, cfg.batch_size)
         tokens += batch.inputs.numel()
-        loss, mean_loss = loss_terms(wrapped, batch.shard(dist.rank, dist.world), dist, cfg.precision)
+        loss, mean_loss = loss_terms(wrapped, task, batch.shard(dist.rank, dist.world), dist, cfg.precision)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip is not None:

@@ -1,0 +1,122 @@
+"""Forecasting a bundled univariate series: training windows from its past, scored on its last steps.
+
+A training batch is `inputs` (B, context_length) of history (NaN where missing or before the series
+starts) and `targets` (B, test_length) of the values that follow; windows end at uniformly drawn points
+of the training part, a pure function of (seed, step). The model is any forecaster whose
+`forward(context, prediction_length)` returns quantiles (B, Q, prediction_length), e.g. the `tirex` kind.
+
+The score is the forecast of the held-out last `test_length` steps from all steps before them:
+- MASE: mean absolute error of the median over the in-sample mean absolute seasonal difference
+  (lag season_length, training part, missing values skipped);
+- quantile_loss: mean pinball loss over the quantile levels and steps, in the series' units; WQL: its sum
+  over steps, x 2 / sum |y| (GluonTS's weighted quantile loss), averaged over levels;
+- the same for the seasonal-naive forecast (the last observed season repeated; every level = that value),
+  and `relative_mase` = MASE / the baseline's MASE (below 1: the model beats seasonal naive).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from ...schemas.recipe import SeriesData
+from .batch import Batch, step_rng
+
+
+def load_series(name: str) -> np.ndarray:
+    """A bundled series as float64 with NaN for missing values (nothing is downloaded)."""
+    if name == "statsmodels:co2":
+        try:
+            from statsmodels.datasets import co2
+        except ImportError:
+            raise ImportError("data.series statsmodels:co2 needs statsmodels: pip install 'xlstm-zoo[timeseries]'") from None
+        return co2.load_pandas().data["co2"].to_numpy(dtype=np.float64)
+    raise ValueError(f"data.series: unknown series {name!r}")  # pragma: no cover - the schema admits no other
+
+
+def pinball(pred: torch.Tensor, target: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Pinball loss of quantile forecasts pred (B, Q, H) for targets (B, H) at levels (Q,), elementwise."""
+    diff = target.unsqueeze(1) - pred
+    tau = levels.view(1, -1, 1)
+    return torch.maximum(tau * diff, (tau - 1) * diff)
+
+
+def seasonal_naive(history: np.ndarray, horizon: int, season: int) -> np.ndarray:
+    """The last season repeated; a missing value takes the latest observed one of its phase."""
+    filled = history.copy()
+    for t in range(season, len(filled)):
+        if np.isnan(filled[t]):
+            filled[t] = filled[t - season]
+    last = filled[-season:]
+    return np.resize(last, horizon)
+
+
+class SeriesTask:
+    vocab_size = None
+    chance = None
+
+    def __init__(self, config: SeriesData):
+        self.config = config
+        values = load_series(config.series)
+        if len(values) <= config.test_length + config.min_context:
+            raise ValueError(f"data.test_length: {config.series} has {len(values)} steps, too few for "
+                             f"{config.test_length} held out after min_context {config.min_context}")
+        self.train = values[: len(values) - config.test_length]
+        self.test = values[len(values) - config.test_length:]
+        season = config.season_length
+        diffs = np.abs(self.train[season:] - self.train[:-season])
+        self.mase_scale = float(np.nanmean(diffs))
+
+    def _window(self, end: int) -> tuple[np.ndarray, np.ndarray]:
+        c = self.config
+        context = np.full(c.context_length, np.nan)
+        past = self.train[max(0, end - c.context_length): end]
+        context[c.context_length - len(past):] = past
+        return context, self.train[end: end + c.test_length]
+
+    def train_batch(self, seed: int, step: int, batch_size: int) -> Batch:
+        c = self.config
+        ends = step_rng(seed, step).integers(c.min_context, len(self.train) - c.test_length + 1, batch_size)
+        contexts, targets = zip(*(self._window(int(e)) for e in ends))
+        return Batch(torch.tensor(np.stack(contexts), dtype=torch.float32),
+                     torch.tensor(np.stack(targets), dtype=torch.float32))
+
+    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+        yield Batch(torch.tensor(self.train[None], dtype=torch.float32), torch.tensor(self.test[None], dtype=torch.float32))
+
+    def levels(self, model) -> torch.Tensor:
+        return torch.tensor(model.config.quantiles)
+
+    def loss(self, model, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pinball loss summed over levels and observed target steps, each series' in units of its context's
+        standard deviation (so every window weighs alike whatever its level); count = observed steps x levels."""
+        core = getattr(model, "module", model)  # DDP keeps the model (and its config) in .module
+        pred = model(inputs, targets.shape[1])
+        levels = self.levels(core).to(pred.device)
+        scale = torch.nan_to_num(torch.nanmean((inputs - torch.nanmean(inputs, 1, keepdim=True)).square(), 1,
+                                               keepdim=True).sqrt(), nan=1.0).clamp_min(1e-5)
+        observed = ~torch.isnan(targets)
+        losses = pinball(pred.float(), torch.nan_to_num(targets), levels) / scale.unsqueeze(1)
+        losses = losses * observed.unsqueeze(1)
+        return losses.sum(), observed.sum() * len(levels)
+
+    @torch.no_grad()
+    def evaluate(self, model, batch_size: int, device: torch.device) -> dict[str, float]:
+        (batch,) = self.eval_batches(batch_size)
+        context, target = batch.inputs.to(device), batch.targets.to(device)
+        pred = model(context, target.shape[1]).float()
+        levels = self.levels(model).to(device)
+        median = pred[:, int(np.argmin(np.abs(levels.cpu().numpy() - 0.5)))]
+        naive = torch.tensor(seasonal_naive(self.train, len(self.test), self.config.season_length),
+                             dtype=torch.float32, device=device)[None]
+        metrics = {"val_loss": (self.loss(model, context, target)[0] / (target.numel() * len(levels))).item()}
+        for prefix, point, quantiles in (("val_", median, pred), ("val_seasonal_naive_", naive,
+                                                                 naive.unsqueeze(1).expand_as(pred))):
+            ql = pinball(quantiles, target, levels)
+            metrics[f"{prefix}mase"] = ((point - target).abs().mean() / self.mase_scale).item()
+            metrics[f"{prefix}quantile_loss"] = ql.mean().item()
+            metrics[f"{prefix}wql"] = (2 * ql.sum(-1) / target.abs().sum(-1, keepdim=True)).mean().item()
+        metrics["val_relative_mase"] = metrics["val_mase"] / metrics["val_seasonal_naive_mase"]
+        return metrics
