@@ -28,9 +28,10 @@ class Batch(NamedTuple):
 
 
 class Task(Protocol):
-    """A task may also define `loss(model, inputs, targets) -> (summed loss, number of terms)` and
-    `evaluate(model, batch_size, device) -> {"val_...": value}` (the pipelines use them instead of token
-    cross-entropy and accuracy), for models that are not token LMs."""
+    """A task for models that are not token LMs also defines `check_model(config)` (ValueError naming the
+    model field that does not fit), `loss(model, inputs, targets) -> (summed loss, number of terms)`,
+    `batch_stats(output, targets) -> sums` and `metrics(totals) -> numbers` (the pipelines use them instead of
+    the vocabulary check, token cross-entropy and accuracy)."""
 
     vocab_size: int | None
     """Number of token ids the task uses (the model's vocabulary must be at least this large); None: no tokens."""

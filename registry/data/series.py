@@ -43,6 +43,12 @@ def pinball(pred: torch.Tensor, target: torch.Tensor, levels: torch.Tensor) -> t
     return torch.maximum(tau * diff, (tau - 1) * diff)
 
 
+def nan_std(x: torch.Tensor) -> torch.Tensor:
+    """(B, 1) standard deviation of each row over its observed values (1 when none is), at least 1e-5."""
+    centred = x - torch.nanmean(x, 1, keepdim=True)
+    return torch.nan_to_num(torch.nanmean(centred.square(), 1, keepdim=True).sqrt(), nan=1.0).clamp_min(1e-5)
+
+
 def seasonal_naive(history: np.ndarray, horizon: int, season: int) -> np.ndarray:
     """The last season repeated; a missing value takes the latest observed one of its phase."""
     filled = history.copy()
@@ -56,6 +62,8 @@ def seasonal_naive(history: np.ndarray, horizon: int, season: int) -> np.ndarray
 class SeriesTask:
     vocab_size = None
     chance = None
+    quantiles: list[float]
+    """The model's quantile levels (set by check_model)."""
 
     def __init__(self, config: SeriesData):
         self.config = config
@@ -86,37 +94,54 @@ class SeriesTask:
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
         yield Batch(torch.tensor(self.train[None], dtype=torch.float32), torch.tensor(self.test[None], dtype=torch.float32))
 
-    def levels(self, model) -> torch.Tensor:
-        return torch.tensor(model.config.quantiles)
+    def check_model(self, config) -> None:
+        """The model must forecast quantiles for the held-out length; remembers its quantile levels."""
+        if not hasattr(config, "quantiles") or not hasattr(config, "horizon"):
+            raise ValueError(f"model.kind: {config.kind} is not a forecaster (e.g. kind tirex); this recipe's data "
+                             "is a series")
+        if config.horizon != self.config.test_length:
+            raise ValueError(f"model.horizon: expected the data's test_length {self.config.test_length}, "
+                             f"got {config.horizon}")
+        self.quantiles = list(config.quantiles)
+
+    def _levels(self, device) -> torch.Tensor:
+        return torch.tensor(self.quantiles, device=device)
 
     def loss(self, model, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pinball loss summed over levels and observed target steps, each series' in units of its context's
         standard deviation (so every window weighs alike whatever its level); count = observed steps x levels."""
-        core = getattr(model, "module", model)  # DDP keeps the model (and its config) in .module
-        pred = model(inputs, targets.shape[1])
-        levels = self.levels(core).to(pred.device)
-        scale = torch.nan_to_num(torch.nanmean((inputs - torch.nanmean(inputs, 1, keepdim=True)).square(), 1,
-                                               keepdim=True).sqrt(), nan=1.0).clamp_min(1e-5)
-        observed = ~torch.isnan(targets)
-        losses = pinball(pred.float(), torch.nan_to_num(targets), levels) / scale.unsqueeze(1)
-        losses = losses * observed.unsqueeze(1)
-        return losses.sum(), observed.sum() * len(levels)
+        return self._scaled_pinball(model(inputs, targets.shape[1]), targets, nan_std(inputs))
 
-    @torch.no_grad()
-    def evaluate(self, model, batch_size: int, device: torch.device) -> dict[str, float]:
-        (batch,) = self.eval_batches(batch_size)
-        context, target = batch.inputs.to(device), batch.targets.to(device)
-        pred = model(context, target.shape[1]).float()
-        levels = self.levels(model).to(device)
-        median = pred[:, int(np.argmin(np.abs(levels.cpu().numpy() - 0.5)))]
-        naive = torch.tensor(seasonal_naive(self.train, len(self.test), self.config.season_length),
-                             dtype=torch.float32, device=device)[None]
-        metrics = {"val_loss": (self.loss(model, context, target)[0] / (target.numel() * len(levels))).item()}
-        for prefix, point, quantiles in (("val_", median, pred), ("val_seasonal_naive_", naive,
-                                                                 naive.unsqueeze(1).expand_as(pred))):
-            ql = pinball(quantiles, target, levels)
-            metrics[f"{prefix}mase"] = ((point - target).abs().mean() / self.mase_scale).item()
-            metrics[f"{prefix}quantile_loss"] = ql.mean().item()
-            metrics[f"{prefix}wql"] = (2 * ql.sum(-1) / target.abs().sum(-1, keepdim=True)).mean().item()
-        metrics["val_relative_mase"] = metrics["val_mase"] / metrics["val_seasonal_naive_mase"]
+    def _scaled_pinball(self, pred, targets, scale):
+        observed = ~torch.isnan(targets)
+        losses = pinball(pred.float(), torch.nan_to_num(targets), self._levels(pred.device)) / scale.unsqueeze(1)
+        return (losses * observed.unsqueeze(1)).sum(), observed.sum() * len(self.quantiles)
+
+    def batch_stats(self, output: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        """Sums over the evaluation series (`output` = the model's forecast from the whole training part):
+        absolute errors of the median and of seasonal naive, pinball losses per level of both, |y|, and the
+        training objective."""
+        levels = self._levels(output.device)
+        naive = torch.tensor(seasonal_naive(self.train, targets.shape[1], self.config.season_length),
+                             dtype=torch.float32, device=output.device).expand_as(targets)
+        median = output[:, int(torch.argmin((levels - 0.5).abs()))]
+        history = torch.tensor(self.train[None], dtype=torch.float32, device=output.device)
+        loss, count = self._scaled_pinball(output, targets, nan_std(history))
+        stats = {"loss": loss.item(), "loss_count": count.item(), "steps": targets.numel(),
+                 "abs_y": targets.abs().sum().item()}
+        for name, point, quantiles in (("", median, output), ("seasonal_naive_", naive, naive.unsqueeze(1).expand_as(output))):
+            stats[f"{name}abs_err"] = (point - targets).abs().sum().item()
+            for j, level in enumerate(pinball(quantiles, targets, levels).transpose(0, 1).flatten(1).sum(1)):
+                stats[f"{name}pinball_{j}"] = level.item()
+        return stats
+
+    def metrics(self, totals: dict[str, float]) -> dict[str, float]:
+        metrics = {"loss": totals["loss"] / totals["loss_count"]}
+        Q = len(self.quantiles)
+        for name in ("", "seasonal_naive_"):
+            per_level = [totals[f"{name}pinball_{j}"] for j in range(Q)]
+            metrics[f"{name}mase"] = totals[f"{name}abs_err"] / totals["steps"] / self.mase_scale
+            metrics[f"{name}quantile_loss"] = sum(per_level) / (Q * totals["steps"])
+            metrics[f"{name}wql"] = sum(2 * p / totals["abs_y"] for p in per_level) / Q
+        metrics["relative_mase"] = metrics["mase"] / metrics["seasonal_naive_mase"]
         return metrics

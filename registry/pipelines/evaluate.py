@@ -1,5 +1,5 @@
-"""Validation metrics: the task's own (`task.evaluate`, e.g. forecast errors) or, for token tasks, loss and
-accuracy over the positions that carry targets."""
+"""Validation metrics: the task's own (`batch_stats` / `metrics`, e.g. forecast errors) or, for token tasks,
+loss and accuracy over the positions that carry targets."""
 
 from __future__ import annotations
 
@@ -15,14 +15,21 @@ def evaluate(model: torch.nn.Module, task: Task, batch_size: int, max_batches: i
     """Every process evaluates the whole set, so the numbers do not depend on the number of processes.
 
     `scaled_accuracy` maps chance to 0 and perfect to 1, as the xLSTM paper reports formal-language results.
-    A task with an `evaluate(model, batch_size, device)` method computes its own `val_*` metrics."""
+    A task with `batch_stats(output, targets)` (sums over one batch of the model's outputs) and
+    `metrics(totals)` (numbers from their totals) defines its own metrics; names get a `val_` prefix."""
     was_training = model.training
     model.eval()
-    if hasattr(task, "evaluate"):
-        with autocast(device, precision):
-            metrics = task.evaluate(model, batch_size, device)
+    if hasattr(task, "batch_stats"):
+        totals: dict[str, float] = {}
+        for i, batch in enumerate(task.eval_batches(batch_size)):
+            if max_batches is not None and i >= max_batches:
+                break
+            with autocast(device, precision):
+                output = model(batch.inputs.to(device))
+            for name, value in task.batch_stats(output, batch.targets.to(device)).items():
+                totals[name] = totals.get(name, 0.0) + value
         model.train(was_training)
-        return metrics
+        return {f"val_{name}": value for name, value in task.metrics(totals).items()}
     loss, correct, count = 0.0, 0, 0
     for i, batch in enumerate(task.eval_batches(batch_size)):
         if max_batches is not None and i >= max_batches:
