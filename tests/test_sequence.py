@@ -154,3 +154,20 @@ def test_backbone_rejects_wrong_input_width():
     model = build_model({**BACKBONE, "head": {"kind": "regression"}})
     with pytest.raises(ValueError, match=r"expected input \(batch, length, 3\)"):
         model(torch.randn(2, 7, 4))
+
+
+def test_bad_backbone_config_names_the_keys(tmp_path):
+    from xlstm_zoo.schemas import ConfigError
+    from xlstm_zoo.schemas.entry import ModelDocument
+    from xlstm_zoo.schemas.yaml_io import load_yaml, validate_document
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  kind: xlstm-backbone\n  input_size: 3\n  stack:\n    kind: xlstm-stack\n"
+                    "    embedding_dim: 30\n    num_blocks: 1\n    mlstm_block: {mlstm: {num_heads: 7}}\n"
+                    "  bidirectional: {merge: mean}\n  head: {kind: quantile-forecast, horizon: 4, quantiles: [0.5, 0.1]}\n")
+    with pytest.raises(ConfigError) as e:
+        validate_document(ModelDocument, load_yaml(path))
+    text = str(e.value)
+    assert f"{path}:8:38: model.stack.mlstm_block.mlstm.num_heads: expected a divisor of the inner dim 64" in text
+    assert f"{path}:9:26: model.bidirectional.merge: expected 'concat' or 'sum', got 'mean'" in text
+    assert f"{path}:10:47: model.head.quantiles: expected distinct increasing levels" in text
