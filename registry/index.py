@@ -18,11 +18,10 @@ from ruamel.yaml.comments import CommentedMap
 
 from ..schemas.entry import ModelDocument, ZooEntry
 from ..schemas.errors import ConfigError, Problem
-from ..schemas.models import MODEL_SCHEMAS
+from ..schemas.models import MODEL_SCHEMAS, ModelConfig
 from ..schemas.yaml_io import Document, Overrides, apply_overrides, load_yaml, validate_document
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
-ModelConfigT = Union[tuple(MODEL_SCHEMAS.values())]
 
 
 class UnknownModelError(LookupError):
@@ -109,7 +108,7 @@ def document_for(spec: Any) -> tuple[Document, Optional[str]]:
     return entry_document(name), tag
 
 
-def get_config(spec: Any, overrides: Overrides = None) -> ModelConfigT:
+def get_config(spec: Any, overrides: Overrides = None) -> ModelConfig:
     """The validated model config of a zoo name, `name.tag`, YAML file, dict or config object."""
     doc, _ = document_for(spec)
     apply_overrides(doc, overrides)

@@ -1,5 +1,5 @@
-"""Whole models: the language models, NeurIPS xLSTM (`xlstm-lm`) and xLSTM Large / 7B (`xlstm-large-lm`), and
-the model kinds of the other families (schemas/sequence.py, schemas/forecast.py), joined in ModelConfig."""
+"""Whole models by kind: the NeurIPS xLSTM (`xlstm-lm`), xLSTM Large / 7B (`xlstm-large-lm`), Vision-LSTM (`vil`),
+backbones for continuous inputs (`xlstm-backbone`, schemas/sequence.py) and the TiRex forecaster (`tirex`)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .forecast import TiRexConfig
 from .init import NEURIPS_RULES, TRANSFORMERS_RULES, XLSTM_7B_RULES, InitConfig, InitRule
 from .kernels import KernelConfig
 from .sequence import XLSTMBackboneConfig
+from .vision import ViLConfig
 from .weight_decay import DecayRule, WeightDecayConfig, neurips_rules, xlstm_7b_rules
 
 
@@ -86,9 +87,8 @@ class XLSTMLargeLMConfig(XLSTMLargeBlockConfig, TokenIds):
         return [*preset, *self.weight_decay.rules]
 
 
-MODEL_SCHEMAS = {cls.model_fields["kind"].default: cls
-                 for cls in (XLSTMLMConfig, XLSTMLargeLMConfig, XLSTMBackboneConfig, TiRexConfig)}
-"""Every model kind's schema, by `kind`."""
-
-ModelConfig = Annotated[Union[XLSTMLMConfig, XLSTMLargeLMConfig, XLSTMBackboneConfig, TiRexConfig],
+MODEL_SCHEMAS: dict[str, type] = {"xlstm-lm": XLSTMLMConfig, "xlstm-large-lm": XLSTMLargeLMConfig, "vil": ViLConfig,
+                                  "xlstm-backbone": XLSTMBackboneConfig, "tirex": TiRexConfig}
+"""Each model kind's schema (checkpoint readers pick one by the `kind` they find)."""
+ModelConfig = Annotated[Union[XLSTMLMConfig, XLSTMLargeLMConfig, ViLConfig, XLSTMBackboneConfig, TiRexConfig],
                         Field(discriminator="kind")]

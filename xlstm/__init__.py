@@ -7,11 +7,13 @@ from .optim import param_groups
 from .sequence import MLSTM, SLSTM, BackboneOutput, SequenceState, XLSTMBackbone
 from .tirex import TiRex
 from .state import LayerState, LMOutput, LMState, MLSTMState, SLSTMState
+from .vision import ImageOutput, VisionLSTM
 
-MODEL_CLASSES = {"xlstm-lm": XLSTMLM, "xlstm-large-lm": XLSTMLargeLM, "xlstm-backbone": XLSTMBackbone, "tirex": TiRex}
+MODEL_CLASSES = {"xlstm-lm": XLSTMLM, "xlstm-large-lm": XLSTMLargeLM, "vil": VisionLSTM, "xlstm-backbone": XLSTMBackbone,
+                 "tirex": TiRex}
 
 __all__ = [
-    "MLSTM", "MODEL_CLASSES", "SLSTM", "BackboneOutput", "LMOutput", "LMState", "LayerState", "MLSTMState",
-    "SLSTMState", "SequenceState", "TiRex", "XLSTMBackbone", "XLSTMLM", "XLSTMLargeLM", "apply_init", "param_groups",
-    "set_weight_mode",
+    "MLSTM", "MODEL_CLASSES", "SLSTM", "BackboneOutput", "ImageOutput", "LMOutput", "LMState", "LayerState",
+    "MLSTMState", "SLSTMState", "SequenceState", "TiRex", "VisionLSTM", "XLSTMBackbone", "XLSTMLM", "XLSTMLargeLM",
+    "apply_init", "param_groups", "set_weight_mode",
 ]

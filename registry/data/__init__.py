@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from ...schemas.recipe import DataConfig
 from .batch import IGNORE, Batch, Task
+from .digits import DigitsPixelsTask, DigitsTask
 from .formal import FormalLanguageTask
 from .mqar import MQARTask
 from .series import SeriesTask
 from .text import TextTask
 
-TASKS = {"formal-language": FormalLanguageTask, "mqar": MQARTask, "text": TextTask, "series": SeriesTask}
+TASKS = {"formal-language": FormalLanguageTask, "mqar": MQARTask, "text": TextTask, "digits": DigitsTask,
+         "digits-pixels": DigitsPixelsTask, "series": SeriesTask}
 
 
 def make_task(data: DataConfig) -> Task:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ...schemas.recipe import SeriesData
-from .batch import Batch, step_rng
+from .batch import Batch, Task, step_rng
 
 
 def load_series(name: str) -> np.ndarray:
@@ -59,9 +59,7 @@ def seasonal_naive(history: np.ndarray, horizon: int, season: int) -> np.ndarray
     return np.resize(last, horizon)
 
 
-class SeriesTask:
-    vocab_size = None
-    chance = None
+class SeriesTask(Task):
     quantiles: list[float]
     """The model's quantile levels (set by check_model)."""
 

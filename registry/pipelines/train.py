@@ -9,13 +9,12 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from ...schemas.recipe import Recipe, Schedule
 from ...xlstm.optim import param_groups
 from ..checkpoints import save_pretrained
-from ..data import IGNORE, Batch, Task, make_task
+from ..data import Batch, Task, make_task
 from . import checkpoint
 from .distributed import Dist, setup
 from .evaluate import autocast, evaluate
@@ -37,21 +36,12 @@ def lr_factor(schedule: Schedule, max_steps: int):
     return factor
 
 
-def token_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Language modelling: summed cross-entropy over the positions that carry a target, and their count."""
-    logits = model(inputs).logits
-    loss_sum = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum")
-    return loss_sum, (targets != IGNORE).sum()
-
-
 def loss_terms(model: torch.nn.Module, task: Task, batch: Batch, dist: Dist,
                precision: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss to differentiate, global mean loss). The objective is the task's `loss` (a summed loss and the
-    number of terms) when it has one, else token cross-entropy. The local sum is scaled by world / global
-    count, so that DDP's gradient averaging yields the gradient of the global mean: the same step as one process."""
-    objective = getattr(task, "loss", token_loss)
+    """(loss to differentiate, global mean loss). The local sum is scaled by world / global target count, so
+    that DDP's gradient averaging yields the gradient of the global mean: the same step as one process."""
     with autocast(dist.device, precision):
-        loss_sum, count = objective(model, batch.inputs.to(dist.device), batch.targets.to(dist.device))
+        loss_sum, count = task.loss(model, batch.inputs.to(dist.device), batch.targets.to(dist.device))
     count = dist.sum(count.float())
     return loss_sum * dist.world / count, dist.sum(loss_sum.detach()) / count
 
