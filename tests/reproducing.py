@@ -1,4 +1,4 @@
-"""Run `xlstm-zoo reproduce NAME` as CI does (a fresh process on 2 threads) and return its table rows."""
+"""Run `xlstm-zoo reproduce NAME` in a fresh process (2 threads, as CI's machine has) and return its table rows."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 
-def reproduce(name: str, out: Path) -> list[str]:
+def reproduce(name: str, out: Path, threads: int = 2) -> list[str]:
     """The Markdown rows of the result table (asserting the command exited 0)."""
-    code = ("import sys, torch; torch.set_num_threads(2); from xlstm_zoo.registry.cli import main; "
+    code = (f"import sys, torch; torch.set_num_threads({threads}); from xlstm_zoo.registry.cli import main; "
             "sys.exit(main(sys.argv[1:]))")
     proc = subprocess.run([sys.executable, "-c", code, "reproduce", name, "--out", str(out)],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     return [line for line in proc.stdout.splitlines() if line.startswith("| ") and not line.startswith("| task")]

@@ -1,6 +1,6 @@
 """The `series` data kind: windows, the objective and the forecast metrics, checked against independent
 pandas / numpy computations on statsmodels' CO2 series, and the `xlstm-zoo reproduce xlstm-forecast-co2`
-acceptance run (about 30 s on 2 cores)."""
+acceptance run (300 training steps, about 25 s of one core)."""
 
 from __future__ import annotations
 
@@ -92,6 +92,8 @@ def test_model_must_forecast_the_held_out_length(task):
 
 
 def test_reproduce_xlstm_forecast_co2(tmp_path):
-    rows = [line for line in reproduce("xlstm-forecast-co2", tmp_path) if line.startswith("| forecasting")]
+    # One thread: the model's matrices are tiny (batch 32 x width 64), a second thread buys nothing, and on a
+    # busy machine it cost 6x (60 steps: 16 s on one thread, 94 s on two). The numbers do not depend on it.
+    rows = [line for line in reproduce("xlstm-forecast-co2", tmp_path, threads=1) if line.startswith("| forecasting")]
     assert len(rows) == 6 and all(row.endswith("| PASS |") for row in rows), rows
     assert any("val_relative_mase" in row and "<= 1" in row for row in rows)
