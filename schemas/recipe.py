@@ -170,7 +170,36 @@ class DigitsPixelsData(DigitsSplit):
     """Seed of the sampling."""
 
 
-DataConfig = Annotated[Union[FormalLanguageData, MQARData, TextData, InstructionData, DigitsData, DigitsPixelsData],
+SERIES = ("statsmodels:co2",)
+
+
+class SeriesData(Schema):
+    """Forecasting one bundled univariate series: train on windows of its past, score the last `test_length`
+    steps forecast from everything before them (MASE, quantile losses, and the seasonal-naive baseline's)."""
+
+    kind: Literal["series"] = "series"
+    series: Literal[SERIES]
+    """statsmodels:co2: weekly Mauna Loa CO2, 1958-2001, 2,284 weeks, 59 missing (needs the `timeseries` extra)."""
+    test_length: int = Field(104, ge=1)
+    """Held-out steps at the end: the forecast horizon that is scored and trained for."""
+    season_length: int = Field(52, ge=1)
+    """Period of the seasonal-naive forecast and of MASE's in-sample scale."""
+    context_length: int = Field(512, ge=1)
+    """Steps of history in each training window (the model may use fewer: its own context_length)."""
+    min_context: int = Field(64, ge=1)
+    """Training windows end no earlier than this many steps into the series."""
+
+    @model_validator(mode="after")
+    def _fits(self) -> SeriesData:
+        errors = FieldErrors()
+        if self.min_context > self.context_length:
+            errors.add(("min_context",), f"expected at most context_length ({self.context_length}), got {self.min_context}")
+        errors.raise_if_any()
+        return self
+
+
+DataConfig = Annotated[Union[FormalLanguageData, MQARData, TextData, InstructionData, DigitsData, DigitsPixelsData,
+                             SeriesData],
                        Field(discriminator="kind")]
 
 

@@ -4,20 +4,7 @@ xLSTM[0:1] does not) and exits 0. About 3 minutes on 2 cores."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
-
-def reproduce(name: str, out) -> list[str]:
-    """`xlstm-zoo reproduce NAME` on 2 threads, as CI runs it; the lines of its table. It must exit 0."""
-    code = ("import sys, torch; torch.set_num_threads(2); from xlstm_zoo.registry.cli import main; "
-            "sys.exit(main(sys.argv[1:]))")
-    proc = subprocess.run([sys.executable, "-c", code, "reproduce", name, "--out", str(out)],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
-    print(proc.stdout)
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
-    return proc.stdout.splitlines()
+from reproducing import reproduce
 
 
 def test_reproduce_formal_lang_small(tmp_path):

@@ -12,11 +12,11 @@ from .digits import DigitsPixelsTask, DigitsTask
 from .formal import FormalLanguageTask
 from .instructions import InstructionTask
 from .mqar import MQARTask
+from .series import SeriesTask
 from .text import TextTask
 
 TASKS = {"formal-language": FormalLanguageTask, "mqar": MQARTask, "text": TextTask, "digits": DigitsTask,
-         "digits-pixels": DigitsPixelsTask,
-         "instructions": InstructionTask}
+         "digits-pixels": DigitsPixelsTask, "instructions": InstructionTask, "series": SeriesTask}
 
 
 def make_task(data: DataConfig) -> Task:
