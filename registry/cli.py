@@ -158,6 +158,17 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def _parse(root: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parse_args, with overrides accepted after options too (`build NAME --dry-run key=value`):
+    argparse fills a positional list once, so the later ones come back as extras."""
+    args, extra = root.parse_known_args(argv)
+    if extra and (not hasattr(args, "overrides") or any(e.startswith("-") for e in extra)):
+        root.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides += extra
+    return args
+
+
 def _delegate(verb: str, argv: list[str]) -> int:
     module, _, func = DELEGATED[verb].partition(":")
     return getattr(importlib.import_module(f"{__package__}.{module}"), func or "main")(argv)
@@ -168,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] in DELEGATED:
             return _delegate(argv[0], argv[1:])
-        args = parser().parse_args(argv)
+        args = _parse(parser(), argv)
         return args.run(args)
     except ConfigError as e:
         print(e, file=sys.stderr)

@@ -20,6 +20,8 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from .errors import ConfigError, FieldErrors, Problem
 
 Overrides = Union[Mapping[str, Any], Iterable[str], None]
+MAX_NODES = 100_000
+"""Values a document may hold once aliases are expanded (the zoo's largest holds a few hundred)."""
 PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
 
 
@@ -47,13 +49,14 @@ class Document:
         for depth, name in enumerate(loc, 1):
             if isinstance(node, CommentedMap) and name in node:
                 child = node[name]
-                if name in node.lc.data:  # keys added by overrides or wrappers have no position
+                if node.lc.data and name in node.lc.data:  # keys added by overrides or wrappers have no position
                     kl, kc, vl, vc = node.lc.data[name]
                     at_key = (key and depth == len(loc)) or (isinstance(child, (CommentedMap, CommentedSeq)) and child)
                     line, col = (kl, kc) if at_key else (vl, vc)
                 node = child
             elif isinstance(node, CommentedSeq) and isinstance(name, int) and 0 <= name < len(node):
-                line, col = node.lc.data[name]
+                if node.lc.data and name in node.lc.data:
+                    line, col = node.lc.data[name]
                 node = node[name]
             else:
                 break
@@ -77,8 +80,40 @@ def parse_yaml(text: str, source: str) -> Document:
         raise ConfigError([Problem(source, line, col, key, f"invalid YAML: {what}{hint}")]) from None
     except YAMLError as e:
         raise ConfigError([Problem(source, None, None, "", f"invalid YAML: {e}")]) from None
-    _reject_tags(data, Document(data, source))
-    return Document(data, source)
+    except RecursionError:
+        raise ConfigError([Problem(source, None, None, "", "invalid YAML: nested too deeply")]) from None
+    doc = Document(data, source)
+    _check_expansion(doc)
+    _reject_tags(data, doc)
+    return doc
+
+
+def _children(node: Any) -> Iterable[tuple[Any, Any]]:
+    return node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+
+
+def _check_expansion(doc: Document) -> None:
+    """Refuse documents that aliases expand past MAX_NODES values ("billion laughs").
+
+    The loader shares an aliased node instead of copying it (and a recursive alias becomes null), so
+    parsing is cheap; everything after it (validation, dumps) walks the expanded tree. Sizes are counted
+    once per shared node, so this is linear in the text.
+    """
+    sizes: dict[int, int] = {}
+
+    def size(node: Any, loc: tuple) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) not in sizes:
+            sizes[id(node)] = 1 + sum(size(child, loc + (key,)) for key, child in _children(node))
+            if sizes[id(node)] > MAX_NODES:
+                src, line, col = doc.locate(loc, key=True)
+                raise ConfigError([Problem(src, line, col, ".".join(map(str, loc)), f"expected at most "
+                                   f"{MAX_NODES:,} values once aliases (*) are expanded, got {sizes[id(node)]:,} "
+                                   "here (nested anchors and aliases)")])
+        return sizes[id(node)]
+
+    size(doc.data, ())
 
 
 def _reject_tags(node: Any, doc: Document, loc: tuple = ()) -> None:
@@ -87,8 +122,7 @@ def _reject_tags(node: Any, doc: Document, loc: tuple = ()) -> None:
     if tag and tag not in PLAIN_TAGS:
         src, line, col = doc.locate(loc)
         raise ConfigError([Problem(src, line, col, ".".join(map(str, loc)), f"expected plain YAML, got the tag {tag!r}")])
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-    for key, child in items:
+    for key, child in _children(node):
         _reject_tags(child, doc, loc + (key,))
 
 

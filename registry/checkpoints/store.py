@@ -31,7 +31,7 @@ from ...schemas.entry import SCHEMA_VERSION
 from ...schemas.models import XLSTMLargeLMConfig, XLSTMLMConfig
 from ...schemas.yaml_io import dump_yaml, load_yaml, validate_document
 from ...xlstm.large import set_weight_mode, single_layout_state_dict
-from ..factory import instantiate
+from ..factory import check_fits, instantiate
 from ..index import get_config
 from .hf import from_hf_config, to_hf_config, transformers_fill
 
@@ -439,6 +439,7 @@ def _build_and_load(config, directory: Path, *, device, dtype, strict: bool, sha
     found = find_weight_files(directory)
     dtype = dtype or _stored_dtype(found.files) or torch.get_default_dtype()
     model = instantiate(get_config(config, overrides), device="meta", dtype=dtype)
+    check_fits(model, device, dtype)
     from_transformers = not (directory / ZOO_CONFIG_NAME).is_file() and model.config.kind == "xlstm-large-lm"
     fill = transformers_fill(model.config) if from_transformers else None
     load_checkpoint(model, directory, strict=strict, sha256=sha256, device=device, fill=fill)
