@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 
+from .arguments import check_generate, own_tokens
 from .cuda_graph import graph_decoder
 from .state import State
 
@@ -108,7 +109,8 @@ def _eager_decoder(model, state):
 
     def step(token):
         nonlocal state
-        logits, state = model(token[:, None], state)
+        with own_tokens():
+            logits, state = model(token[:, None], state)
         return logits[:, -1]
     return step
 
@@ -135,10 +137,8 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, do_sample: boo
     """
     if eos_token_id is None:
         eos_token_id = model.config.eos_token_id
-    if temperature <= 0:
-        raise ValueError(f"temperature: expected > 0, got {temperature}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p: expected in (0, 1], got {top_p}")
+    check_generate(model, input_ids, max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k,
+                   top_p=top_p, eos_token_id=eos_token_id, attention_mask=attention_mask)
     logits, state = _prefill(model, input_ids, attention_mask)
     decode = graph_decoder(model, state) if _use_graph(model, input_ids, cuda_graph) else _eager_decoder(model, state)
     del state  # the decoder holds what it needs: the graph runner copied it into its own buffers

@@ -17,6 +17,7 @@ from .backend import MLSTMBackend
 from .layers import Embedding
 from .norms import HeadwiseLayerNorm, RMSNorm
 from .generation import GenerationMixin
+from .arguments import check_forward
 from .state import LMOutput, LMState, MLSTMState, run_blocks
 
 
@@ -261,6 +262,7 @@ class XLSTMLargeLM(GenerationMixin, nn.Module):
     def forward(self, input_ids: torch.Tensor, state: Optional[LMState] = None, logits_to_keep: int = 0) -> LMOutput:
         """`logits_to_keep` > 0: logits of the last that many positions only (generation's prefill needs
         one: the lm_head and the float32 soft-capped logits of the others are skipped); 0: all."""
+        check_forward(self, input_ids, state, logits_to_keep)
         x, state = self.backbone(input_ids, state)
         if logits_to_keep:
             x = x[:, -logits_to_keep:]

@@ -14,6 +14,7 @@ from .mlstm import MLSTMLayer
 from .norms import LayerNorm
 from .slstm import SLSTMLayer
 from .generation import GenerationMixin
+from .arguments import check_forward
 from .state import LMOutput, LMState, run_blocks
 
 
@@ -71,6 +72,7 @@ class XLSTMLM(GenerationMixin, nn.Module):
 
     def forward(self, input_ids: torch.Tensor, state: Optional[LMState] = None, logits_to_keep: int = 0) -> LMOutput:
         """`logits_to_keep` > 0: logits of the last that many positions only (generation's prefill); 0: all."""
+        check_forward(self, input_ids, state, logits_to_keep)
         x = self.emb_dropout(self.token_embedding(input_ids))
         x, state = self.xlstm_block_stack(x, state)
         if logits_to_keep:
