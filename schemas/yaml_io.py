@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from .errors import ConfigError, FieldErrors, Problem
 
@@ -80,12 +81,31 @@ def parse_yaml(text: str, source: str) -> Document:
         raise ConfigError([Problem(source, line, col, key, f"invalid YAML: {what}{hint}")]) from None
     except YAMLError as e:
         raise ConfigError([Problem(source, None, None, "", f"invalid YAML: {e}")]) from None
+    except TypeError:  # a mapping key that is itself a mapping holding a list: unhashable
+        line, col = _complex_key(text)
+        raise ConfigError([Problem(source, line, col, "", "invalid YAML: expected a plain key, got a key that is "
+                                   "a mapping or a list (`? ` starts a complex key)")]) from None
     except RecursionError:
         raise ConfigError([Problem(source, None, None, "", "invalid YAML: nested too deeply")]) from None
     doc = Document(data, source)
     _check_expansion(doc)
     _reject_tags(data, doc)
     return doc
+
+
+def _complex_key(text: str) -> tuple[int | None, int | None]:
+    """Line and column (1-based) of the first mapping key that is not a scalar."""
+    todo = [_yaml().compose(io.StringIO(text))]
+    while todo:
+        node = todo.pop(0)
+        if isinstance(node, MappingNode):
+            for key, value in node.value:
+                if not isinstance(key, ScalarNode):
+                    return key.start_mark.line + 1, key.start_mark.column + 1
+                todo.append(value)
+        elif isinstance(node, SequenceNode):
+            todo += node.value
+    return None, None
 
 
 def _children(node: Any) -> Iterable[tuple[Any, Any]]:
