@@ -149,9 +149,14 @@ def _reject_tags(node: Any, doc: Document, loc: tuple = ()) -> None:
 def load_yaml(path: str | Path) -> Document:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
     except OSError as e:
         raise ConfigError([Problem(str(path), None, None, "", f"cannot read file: {e.strerror}")]) from None
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ConfigError([Problem(str(path), line, col, "", f"expected UTF-8 text, got the byte 0x{raw[e.start]:02x}")]) from None
     return parse_yaml(text, str(path))
 
 
