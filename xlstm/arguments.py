@@ -35,8 +35,8 @@ def check_input_ids(model: torch.nn.Module, input_ids, name: str = "input_ids") 
     """A (batch, length) integer tensor of at least one token, on the model's device, ids in the vocabulary."""
     if not isinstance(input_ids, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor of token ids, got {type(input_ids).__name__}")
-    if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
-        raise TypeError(f"{name}: expected an integer tensor (e.g. torch.long), got {input_ids.dtype}")
+    if input_ids.dtype not in (torch.long, torch.int32):  # what an embedding lookup takes
+        raise TypeError(f"{name}: expected a torch.long or torch.int32 tensor, got {input_ids.dtype}")
     if input_ids.dim() != 2 or input_ids.numel() == 0:
         raise ValueError(f"{name}: expected shape (batch, length) with at least one token, got {tuple(input_ids.shape)}")
     device = _device(model)
