@@ -41,7 +41,7 @@ def check_fits(model: nn.Module, device: Union[str, torch.device, None], dtype: 
     if size > memory:
         name = str(dtype or torch.get_default_dtype()).removeprefix("torch.")
         raise ModelTooLargeError(f"this config has {count:.3g} parameters ({size:.3g} bytes in {name}); the device "
-                                 f"{device} has {memory / 2**30:.1f} GiB (build it on device='meta' to inspect it)")
+                                 f"{device} has {memory / 2**30:.3g} GiB (build it on device='meta' to inspect it)")
 
 
 def instantiate(config, *, device: Union[str, torch.device, None] = None, dtype: Optional[torch.dtype] = None) -> nn.Module:

@@ -258,6 +258,7 @@ class WeightFiles:
         for file in self.files:
             if not file.is_file():
                 raise CheckpointError(f"{self.index}: lists {file.name}, which is not in {file.parent}")
+        for file in self.files:
             if file.suffix != ".safetensors" or self.index is None:
                 continue
             listed = {name for name, held_in in self.weight_map.items() if held_in == file.name}
