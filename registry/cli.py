@@ -105,6 +105,8 @@ def cmd_schema(args) -> int:
 
 
 def cmd_build(args) -> int:
+    if not args.name.startswith(("local-dir:", "hf-hub:")):
+        get_config(args.name, args.overrides)  # a bad config is refused before torch is imported (seconds)
     import torch
 
     from .builder import build_model
