@@ -113,24 +113,31 @@ def _children(node: Any) -> Iterable[tuple[Any, Any]]:
 
 
 def _check_expansion(doc: Document) -> None:
-    """Refuse documents that aliases expand past MAX_NODES values ("billion laughs").
+    """Refuse recursive aliases and documents that aliases expand past MAX_NODES values ("billion laughs").
 
-    The loader shares an aliased node instead of copying it (and a recursive alias becomes null), so
-    parsing is cheap; everything after it (validation, dumps) walks the expanded tree. Sizes are counted
+    The loader shares an aliased node instead of copying it, so parsing is cheap; everything after it
+    (validation, dumps) walks the expanded tree, for ever if a node contains itself. Sizes are counted
     once per shared node, so this is linear in the text.
     """
     sizes: dict[int, int] = {}
+    inside: set[int] = set()
+
+    def refuse(loc: tuple, message: str) -> None:
+        src, line, col = doc.locate(loc, key=True)
+        raise ConfigError([Problem(src, line, col, ".".join(map(str, loc)), message)])
 
     def size(node: Any, loc: tuple) -> int:
         if not isinstance(node, (dict, list)):
             return 1
+        if id(node) in inside:
+            refuse(loc, "expected a tree, got an alias (*) of a node that contains it")
         if id(node) not in sizes:
+            inside.add(id(node))
             sizes[id(node)] = 1 + sum(size(child, loc + (key,)) for key, child in _children(node))
+            inside.discard(id(node))
             if sizes[id(node)] > MAX_NODES:
-                src, line, col = doc.locate(loc, key=True)
-                raise ConfigError([Problem(src, line, col, ".".join(map(str, loc)), f"expected at most "
-                                   f"{MAX_NODES:,} values once aliases (*) are expanded, got {sizes[id(node)]:,} "
-                                   "here (nested anchors and aliases)")])
+                refuse(loc, f"expected at most {MAX_NODES:,} values once aliases (*) are expanded, got "
+                       f"{sizes[id(node)]:,} here (nested anchors and aliases)")
         return sizes[id(node)]
 
     size(doc.data, ())

@@ -72,6 +72,12 @@ def test_billion_laughs_yaml_is_refused_at_the_anchor_that_expands_too_far(tmp_p
         load_yaml(path)
 
 
+def test_a_recursive_yaml_alias_is_refused_not_walked_for_ever():
+    """Found by the override property test: `key=&a [*a]` made a list that contains itself (RecursionError)."""
+    with pytest.raises(ConfigError, match="x: expected a tree, got an alias"):
+        build_model("xlstm-125m", overrides=["model.mlstm_block=&a {x: *a}"], device="meta")
+
+
 def test_a_dict_config_missing_its_slstm_template_gets_the_config_error_a_file_would():
     """Issue 12: a Python dict has no positions; locating its problems raised TypeError."""
     config = {"model": {"kind": "xlstm-lm", "vocab_size": 11, "embedding_dim": 16, "num_blocks": 2, "slstm_at": [1],
