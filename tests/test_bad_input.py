@@ -160,6 +160,12 @@ def test_a_damaged_checkpoint_index_is_named(checkpoint):
         load_model_dir(checkpoint)
 
 
+def test_the_command_line_prints_a_checkpoint_error_as_one_line(tmp_path, capsys):
+    """It was a RuntimeError, which the CLI printed as a traceback."""
+    assert main(["build", f"local-dir:{tmp_path}", "--dry-run"]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path}: no zoo.yaml or config.json: not a checkpoint directory\n"
+
+
 def test_forward_refuses_bad_ids_and_foreign_states_before_the_embedding():
     """An id past the vocabulary would be a device-side assert on CUDA; int16 ids a RuntimeError from torch."""
     model = build_model({"model": TINY})

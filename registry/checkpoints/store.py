@@ -46,8 +46,9 @@ WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # added by torch.compile and DataP
 PathLike = Union[str, os.PathLike]
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used as asked; the message names the file or the keys."""
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used as asked; the message names the file or the keys. A ValueError
+    (bad input), so the command line prints it as one line."""
 
 
 # ----------------------------------------------------------------------------------------------- files
