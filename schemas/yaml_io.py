@@ -177,7 +177,11 @@ def _parse_override(item: str, source: str) -> tuple[str, Any]:
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError([Problem(source, None, None, "", f"expected an override as key.path=value, got {item!r}")])
-    parsed = parse_yaml(value, f"{source} {item!r}").data if value.strip() else None
+    try:
+        parsed = parse_yaml(value, f"{source} {item!r}").data if value.strip() else None
+    except ConfigError as e:  # place the value's problems under the key it is for
+        raise ConfigError([Problem(p.source, p.line, p.column, ".".join(filter(None, (key.strip(), p.path))),
+                                   p.message) for p in e.problems]) from None
     return key.strip(), parsed
 
 

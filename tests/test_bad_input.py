@@ -160,6 +160,21 @@ def test_a_damaged_checkpoint_index_is_named(checkpoint):
         load_model_dir(checkpoint)
 
 
+def test_a_truncated_zoo_yaml_in_a_checkpoint_is_named(checkpoint):
+    """Found by the checkpoint property test: `model:` cut off to null raised AttributeError."""
+    path = checkpoint / "zoo.yaml"
+    path.write_text(path.read_text().split("model:")[0] + "model:\n")
+    with pytest.raises(CheckpointError, match=f"^{path}: expected model.kind 'xlstm-lm' or 'xlstm-large-lm', got None"):
+        load_model_dir(checkpoint)
+
+
+def test_an_override_value_problem_names_the_key(capsys):
+    """Found by the override property test: `model=!0` reported its tag without the key it was for."""
+    assert main(["show", "xlstm-125m", "model.mlstm_block=!0"]) == 2
+    assert capsys.readouterr().err == ("<override> 'model.mlstm_block=!0': model.mlstm_block: expected plain YAML, "
+                                       "got the tag '!0'\n")
+
+
 def test_the_command_line_prints_a_checkpoint_error_as_one_line(tmp_path, capsys):
     """It was a RuntimeError, which the CLI printed as a traceback."""
     assert main(["build", f"local-dir:{tmp_path}", "--dry-run"]) == 2

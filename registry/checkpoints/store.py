@@ -118,7 +118,8 @@ def dump_zoo_yaml(config) -> str:
 
 def load_zoo_yaml(path: Path):
     doc = load_yaml(path)
-    kind = doc.data.get("model", {}).get("kind") if isinstance(doc.data, dict) else None
+    model = doc.data.get("model") if isinstance(doc.data, dict) else None
+    kind = model.get("kind") if isinstance(model, dict) else None
     schema = {"xlstm-lm": XLSTMLMConfig, "xlstm-large-lm": XLSTMLargeLMConfig}.get(kind)
     if schema is None:
         raise CheckpointError(f"{path}: expected model.kind 'xlstm-lm' or 'xlstm-large-lm', got {kind!r}")
