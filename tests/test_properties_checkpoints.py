@@ -2,8 +2,8 @@
 JSON edited) is refused with the damaged file named, or, when the change is outside the data, loads
 bit-exactly; nothing is unpickled and nothing crashes in native code.
 
-Seeds: derandomized (examples follow from the test's name); example counts and deadlines are below (deadlines are hang guards, loose
-for a loaded 2-core CI machine: an example takes milliseconds to a few hundred).
+Seeds: derandomized (examples follow from the test's name); example counts and deadlines are below
+(deadlines are hang guards, loose for a loaded 2-core CI machine: an example takes milliseconds).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Property-based: any arguments to `forward` and `generate` either run, or raise a ValueError/TypeError that
 names a wrong argument before any kernel runs (the embedding lookup is the first: a hook watches it).
 
-Seeds: derandomized (examples follow from the test's name); example counts and deadlines are below (deadlines are hang guards, loose
-for a loaded 2-core CI machine: an example takes milliseconds to a few hundred).
+Seeds: derandomized (examples follow from the test's name); example counts and deadlines are below
+(deadlines are hang guards, loose for a loaded 2-core CI machine: an example takes milliseconds).
 """
 
 from __future__ import annotations

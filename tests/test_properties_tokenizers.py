@@ -2,8 +2,8 @@
 text UTF-8 can encode; char: any text over the corpus's characters), and ids or characters a tokenizer
 cannot take are a ValueError naming them.
 
-Seeds: derandomized (examples follow from the test's name); example counts and deadlines are below (deadlines are hang guards, loose
-for a loaded 2-core CI machine: an example takes milliseconds to a few hundred).
+Seeds: derandomized (examples follow from the test's name); example counts and deadlines are below
+(deadlines are hang guards, loose for a loaded 2-core CI machine: an example takes milliseconds).
 """
 
 from __future__ import annotations
