@@ -16,9 +16,11 @@ class ModelTooLargeError(ValueError):
 
 
 def _device_memory(device: torch.device) -> Optional[int]:
-    """Bytes the device can hold: free memory of a GPU, physical memory of the host; None if unknown."""
+    """Bytes the device can hold: free memory of a GPU (with what torch's allocator holds in its cache), the
+    physical memory of the host; None if unknown."""
     if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return torch.cuda.mem_get_info(device)[0] + cached
     if device.type == "cpu" and hasattr(os, "sysconf"):
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return None
