@@ -12,9 +12,7 @@ from torch import nn
 from ..schemas.yaml_io import Overrides
 from .checkpoints import load_model_dir, load_pretrained, resolve_source
 from .factory import instantiate
-from .index import get_config, get_entry, looks_like_path, split_name
-
-SOURCE_PREFIXES = ("local-dir:", "hf-hub:")
+from .index import SOURCE_PREFIXES, get_config, get_entry, looks_like_path, split_name
 
 
 def _check_spec(spec: Any) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..schemas.errors import ConfigError, Problem
 from ..schemas.export import DOCUMENTS, schema_path, schema_text
 from ..schemas.yaml_io import dump_yaml, load_yaml, validate_document
-from .index import entry_paths, get_config, get_entry, list_models, split_name
+from .index import SOURCE_PREFIXES, entry_paths, get_config, get_entry, list_models, split_name
 
 SCHEMA_COMMENT = re.compile(r"^# yaml-language-server: \$schema=(\S+)")
 
@@ -105,7 +105,7 @@ def cmd_schema(args) -> int:
 
 
 def cmd_build(args) -> int:
-    if not args.name.startswith(("local-dir:", "hf-hub:")):
+    if not args.name.startswith(SOURCE_PREFIXES):
         get_config(args.name, args.overrides)  # a bad config is refused before torch is imported (seconds)
     import torch
 

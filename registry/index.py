@@ -23,6 +23,8 @@ from ..schemas.yaml_io import Document, Overrides, apply_overrides, load_yaml, v
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
 ModelConfigT = Union[XLSTMLMConfig, XLSTMLargeLMConfig]
+SOURCE_PREFIXES = ("local-dir:", "hf-hub:")
+"""Specs naming a checkpoint directory rather than a config (see builder.build_model)."""
 
 
 class UnknownModelError(LookupError):

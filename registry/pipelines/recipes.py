@@ -9,9 +9,9 @@ import torch
 from ...schemas.recipe import Recipe, TextData
 from ...schemas.errors import ConfigError, Problem
 from ...schemas.yaml_io import Document, Overrides, apply_overrides, dump_yaml, load_yaml, validate_document
-from ..builder import SOURCE_PREFIXES, build_model
+from ..builder import build_model
 from ..data import Task
-from ..index import entry_paths, get_config, get_entry, split_name
+from ..index import SOURCE_PREFIXES, entry_paths, get_config, get_entry, split_name
 
 YAML_SUFFIXES = (".yaml", ".yml")
 HEADER = "# yaml-language-server: $schema=https://xlstm-zoo.dev/schemas/recipe.schema.json\n"
