@@ -195,6 +195,9 @@ def apply_overrides(doc: Document, overrides: Overrides, source: str = "<overrid
     pairs = overrides.items() if isinstance(overrides, Mapping) else (_parse_override(o, source) for o in overrides)
     problems = []
     for dotted, value in pairs:
+        if "" in dotted.split("."):
+            problems.append(Problem(source, None, None, dotted, "expected key names between the dots, got an empty one"))
+            continue
         loc = tuple(int(p) if p.lstrip("-").isdigit() else p for p in dotted.split("."))
         node = doc.data
         for j, key in enumerate(loc[:-1]):

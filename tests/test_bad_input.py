@@ -124,6 +124,10 @@ def test_recipe_model_name_and_overrides_are_checked_at_their_place_in_the_recip
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:{line_of(path, 'model.num_blocks')}:\d+: "
                                           r"model.overrides.model.num_blocks: expected greater than or equal to 1"):
         load_recipe(path)
+    path.write_text("".join(line for line in source.splitlines(keepends=True) if "model.mlstm_block:" not in line))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:\d+:\d+: model.overrides: the model with these "
+                                          r"overrides: .*formal-lang-small.yaml:\d+:\d+: model.mlstm_block: expected an"):
+        load_recipe(path)  # the cause is in the entry (no mlstm template) and the recipe (slstm_at: [])
     path.write_text(source.replace("name: formal-lang-small", "name: formal-lang-smal"))
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:{line_of(path, 'name:')}:\d+: model.name: "
                                           "unknown zoo entry 'formal-lang-smal'; did you mean formal-lang-small"):
@@ -149,6 +153,11 @@ def test_a_damaged_checkpoint_index_is_named(checkpoint):
     index.write_text(json.dumps(data))
     with pytest.raises(CheckpointError, match=f"{index}: lists model-99999-of-99999.safetensors, which is not in"):
         load_model_dir(checkpoint)
+    data["weight_map"] = dict.fromkeys(data["weight_map"], "lodel.safetensors")  # one file, misspelt
+    index.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=f"{index}: lists lodel.safetensors, which is not in"):
+        load_model_dir(checkpoint)
+    data = json.loads(good)
     data["weight_map"][name] = next(f for f in data["weight_map"].values() if f != file and "99999" not in f)
     index.write_text(json.dumps(data))
     with pytest.raises(CheckpointError, match=f"{index}: its weight_map does not match the tensors of"):
@@ -166,6 +175,12 @@ def test_a_truncated_zoo_yaml_in_a_checkpoint_is_named(checkpoint):
     path.write_text(path.read_text().split("model:")[0] + "model:\n")
     with pytest.raises(CheckpointError, match=f"^{path}: expected model.kind 'xlstm-lm' or 'xlstm-large-lm', got None"):
         load_model_dir(checkpoint)
+
+
+def test_an_override_with_an_empty_key_name_is_refused():
+    """Found by the override property test: `.=null` set the key "" and was reported without a key."""
+    with pytest.raises(ConfigError, match="^<override>: model..x: expected key names between the dots"):
+        build_model("xlstm-125m", overrides=["model..x=1"], device="meta")
 
 
 def test_an_override_value_problem_names_the_key(capsys):

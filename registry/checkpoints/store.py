@@ -492,6 +492,7 @@ def _build_and_load(config, directory: Path, *, device, dtype, strict: bool, sha
     of the weights in the target dtype (default: the dtype the weights are stored in).
     """
     found = find_weight_files(directory)
+    found.check()  # before the first file is opened for its dtype
     dtype = dtype or _stored_dtype(found.files) or torch.get_default_dtype()
     model = instantiate(get_config(config, overrides), device="meta", dtype=dtype)
     check_fits(model, device, dtype)

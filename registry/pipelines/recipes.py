@@ -53,9 +53,11 @@ def _check_model(recipe: Recipe, doc: Document) -> None:
 
 
 def _in_recipe(problem: Problem, doc: Document, overrides: dict) -> Problem:
-    """A problem caused by one of `model.overrides`, placed at that override (the longest key it is under)."""
+    """A problem of the recipe's model, placed in the recipe: at the override that caused it (the longest key
+    it is under), else at `model.overrides` (or `model.name`) with the entry's own position in the message."""
     if problem.source != "<override>":
-        return problem
+        loc = ("model", "overrides") if overrides else ("model", "name")
+        return Problem(*doc.locate(loc), ".".join(loc), f"the model with these overrides: {problem}")
     keys = [k for k in overrides if problem.path == k or problem.path.startswith(k + ".")]
     loc = ("model", "overrides", max(keys, key=len)) if keys else ("model", "overrides")
     return Problem(*doc.locate(loc), f"model.overrides.{problem.path}", problem.message)
