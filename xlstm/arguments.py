@@ -13,18 +13,18 @@ import torch
 
 from .state import LMState
 
-_OWN_TOKENS = contextvars.ContextVar("xlstm_zoo_own_tokens", default=False)
+_TRUSTED_IDS = contextvars.ContextVar("xlstm_zoo_trusted_ids", default=False)
 
 
 @contextlib.contextmanager
-def own_tokens():
-    """Inputs made by the model itself (generation's decode steps): skip the token-id range check, which
-    reads the ids back to the host and would stall the queue of GPU work between steps."""
-    token = _OWN_TOKENS.set(True)
+def trusted_ids():
+    """Ids the caller made or already checked (generation's decode steps: the model's own tokens): skip the
+    range check, which reads the ids back to the host (on CUDA a sync, stalling the queue of GPU work)."""
+    token = _TRUSTED_IDS.set(True)
     try:
         yield
     finally:
-        _OWN_TOKENS.reset(token)
+        _TRUSTED_IDS.reset(token)
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -42,7 +42,7 @@ def check_input_ids(model: torch.nn.Module, input_ids, name: str = "input_ids") 
     device = _device(model)
     if input_ids.device != device:
         raise ValueError(f"{name}: expected a tensor on the model's device {device}, got {input_ids.device}")
-    if _OWN_TOKENS.get() or device.type == "meta" or torch.compiler.is_compiling() or (
+    if _TRUSTED_IDS.get() or device.type == "meta" or torch.compiler.is_compiling() or (
             device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
         return
     lo, hi = (int(v) for v in torch.aminmax(input_ids))

@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from .arguments import check_generate, own_tokens
+from .arguments import check_generate, trusted_ids
 from .cuda_graph import graph_decoder
 from .state import State
 
@@ -109,7 +109,7 @@ def _eager_decoder(model, state):
 
     def step(token):
         nonlocal state
-        with own_tokens():
+        with trusted_ids():
             logits, state = model(token[:, None], state)
         return logits[:, -1]
     return step
