@@ -127,12 +127,17 @@ def mlstm_step(q, k, v, i, f, c, n, m, *, eps=1e-6, c_out=None):
     m_new = torch.maximum(logf + m, i)
     fa = torch.exp(logf + m - m_new)
     ia = torch.exp(i - m_new)
-    c = fa.unsqueeze(-1) * c + ia.unsqueeze(-1) * k.unsqueeze(-1) * v.unsqueeze(-2)
+    ik = (ia * k).unsqueeze(-1)
+    if c_out is None:  # one new tensor of C's size, no temporaries
+        c = (fa.unsqueeze(-1) * c).addcmul_(ik, v.unsqueeze(-2))
+    else:  # updated where it lies
+        c = c_out if c_out.data_ptr() == c.data_ptr() else c_out.copy_(c)
+        c.mul_(fa.unsqueeze(-1)).addcmul_(ik, v.unsqueeze(-2))
     n = fa * n + ia * k
     num = (qs.unsqueeze(-2) @ c).squeeze(-2)
     den = (qs * n).sum(-1, keepdim=True)
     h = num / (torch.maximum(den.abs(), torch.exp(-m_new)) + eps)
-    return h.to(q.dtype), (c if c_out is None else c_out.copy_(c), n, m_new)
+    return h.to(q.dtype), (c, n, m_new)
 
 
 def mlstm_sequence(
@@ -143,8 +148,10 @@ def mlstm_sequence(
     dtype = _compute_dtype(q)
     c, n, m = _initial_states(q, v, c_initial, n_initial, m_initial, dtype)
     hs = []
-    for t in range(q.shape[2]):
-        h, (c, n, m) = step(q[:, :, t], k[:, :, t], v[:, :, t], i[:, :, t, None], f[:, :, t, None], c, n, m, eps=eps)
+    for t in range(q.shape[2]):  # from the second step on, C is the loop's own: updated in place (no autograd)
+        own = t and c.is_contiguous() and not c.requires_grad
+        h, (c, n, m) = step(q[:, :, t], k[:, :, t], v[:, :, t], i[:, :, t, None], f[:, :, t, None], c, n, m, eps=eps,
+                            **({"c_out": c} if own else {}))
         hs.append(h)
     h = torch.stack(hs, 2) if hs else q.new_zeros(*v.shape[:2], 0, v.shape[-1])
     return (h, (c, n, m)) if return_last_states else h

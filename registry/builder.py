@@ -11,8 +11,10 @@ from torch import nn
 
 from ..schemas.yaml_io import Overrides
 from .checkpoints import load_model_dir, load_pretrained, resolve_source
+from .checkpoints.vil import TORCH_HUB, load_torch_hub
 from .factory import instantiate
 from .index import SOURCE_PREFIXES, get_config, get_entry, looks_like_path, split_name
+from .quantize import check_quantization, quantize_model
 
 
 def _check_spec(spec: Any) -> None:
@@ -27,22 +29,32 @@ def _check_spec(spec: Any) -> None:
 
 
 def build_model(spec: Any, *, pretrained: Union[bool, str] = False, overrides: Overrides = None,
-                device: Union[str, torch.device, None] = None, dtype: Optional[torch.dtype] = None) -> nn.Module:
+                device: Union[str, torch.device, None] = None, dtype: Optional[torch.dtype] = None,
+                quantize: Optional[str] = None) -> nn.Module:
     """Build a model.
 
     spec: a zoo name (`xlstm-125m`, or `name.tag` for a weights tag), a YAML file (an entry or a bare
     model config), a config object, `local-dir:PATH` or `hf-hub:ORG/NAME` (a checkpoint directory).
-    pretrained: load the entry's default weights (True) or those of a tag (a string).
+    pretrained: load the entry's default weights (True) or those of a tag (a string), offline: from the
+    Hugging Face cache, a local directory, or (Vision-LSTM) the torch hub cache.
     overrides: `{"model.num_blocks": 6}` or `["model.num_blocks=6"]`, validated like the file.
     device="meta" builds without allocating memory.
+    quantize: "int8-weight-only" | "int4-weight-only" | "float8-weight-only" (xLSTM Large, through torchao:
+    the `quantize` extra; int4 on CUDA in bfloat16), applied last (registry/quantize.py).
     """
     _check_spec(spec)
+    if quantize is not None:
+        check_quantization(quantize)
     if isinstance(spec, str) and spec.startswith(SOURCE_PREFIXES):
-        return load_model_dir(resolve_source(spec), device=device, dtype=dtype, overrides=overrides)
-    config = get_config(spec, overrides)
-    if pretrained:
-        if not isinstance(spec, str) or looks_like_path(spec):
-            raise ValueError("pretrained=... needs a zoo name; for a checkpoint directory use 'local-dir:PATH'")
-        weights = get_entry(spec).weights_for(pretrained if isinstance(pretrained, str) else split_name(spec)[1])
-        return load_pretrained(config, weights, device=device, dtype=dtype)
-    return instantiate(config, device=device, dtype=dtype)
+        model = load_model_dir(resolve_source(spec), device=device, dtype=dtype, overrides=overrides)
+    else:
+        config = get_config(spec, overrides)
+        if pretrained:
+            if not isinstance(spec, str) or looks_like_path(spec):
+                raise ValueError("pretrained=... needs a zoo name; for a checkpoint directory use 'local-dir:PATH'")
+            weights = get_entry(spec).weights_for(pretrained if isinstance(pretrained, str) else split_name(spec)[1])
+            load = load_torch_hub if weights.source.startswith(TORCH_HUB) else load_pretrained
+            model = load(config, weights, device=device, dtype=dtype)
+        else:
+            model = instantiate(config, device=device, dtype=dtype)
+    return model if quantize is None else quantize_model(model, quantize)

@@ -22,6 +22,7 @@ from ..schemas.errors import ConfigError, Problem
 from ..schemas.export import DOCUMENTS, schema_path, schema_text
 from ..schemas.yaml_io import dump_yaml, load_yaml, validate_document
 from .index import SOURCE_PREFIXES, entry_paths, get_config, get_entry, list_models, split_name
+from .quantize import add_quantize
 
 SCHEMA_COMMENT = re.compile(r"^# yaml-language-server: \$schema=(\S+)")
 
@@ -111,11 +112,18 @@ def cmd_build(args) -> int:
 
     from .builder import build_model
 
+    from .quantize import tensor_bytes
+
     dtype = getattr(torch, args.dtype)
-    model = build_model(args.name, overrides=args.overrides, device="meta" if args.dry_run else args.device)
+    if args.quantize and args.dry_run:
+        raise ValueError("--quantize needs real weights: drop --dry-run")
+    model = build_model(args.name, overrides=args.overrides, device="meta" if args.dry_run else args.device,
+                        dtype=None if args.dry_run else dtype, quantize=args.quantize)
     total = sum(p.numel() for p in model.parameters())
-    size = total * torch.empty((), dtype=dtype).element_size()
-    print(f"{args.name}: {model.config.kind}, {total:,} parameters, {size / 2**30:.2f} GiB of weights in {args.dtype}"
+    size = total * torch.empty((), dtype=dtype).element_size() if args.dry_run else \
+        sum(tensor_bytes(p) for p in model.parameters())
+    what = f"{args.dtype}, {args.quantize}" if args.quantize else args.dtype
+    print(f"{args.name}: {model.config.kind}, {total:,} parameters, {size / 2**30:.2f} GiB of weights in {what}"
           + (" (built on meta)" if args.dry_run else f" (built on {args.device})"))
     return 0
 
@@ -153,6 +161,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="build on the meta device (no memory)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "float64"])
     p.add_argument("--device", default="cpu")
+    add_quantize(p)
     _overrides(p)
     p.set_defaults(run=cmd_build)
     for verb in DELEGATED:

@@ -18,12 +18,11 @@ from ruamel.yaml.comments import CommentedMap
 
 from ..schemas.entry import ModelDocument, ZooEntry
 from ..schemas.errors import ConfigError, Problem
-from ..schemas.models import XLSTMLargeLMConfig, XLSTMLMConfig
+from ..schemas.models import MODEL_SCHEMAS, ModelConfig
 from ..schemas.yaml_io import Document, Overrides, apply_overrides, load_yaml, validate_document
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
-ModelConfigT = Union[XLSTMLMConfig, XLSTMLargeLMConfig]
-SOURCE_PREFIXES = ("local-dir:", "hf-hub:")
+SOURCE_PREFIXES = ("local-dir:", "hf-hub:", "zoo-data:")
 """Specs naming a checkpoint directory rather than a config (see builder.build_model)."""
 
 
@@ -96,7 +95,7 @@ def looks_like_path(spec: str) -> bool:
 
 def document_for(spec: Any) -> tuple[Document, Optional[str]]:
     """The entry-shaped document behind `spec` (zoo name, YAML path, config object or dict) and its tag."""
-    if isinstance(spec, (XLSTMLMConfig, XLSTMLargeLMConfig)):
+    if isinstance(spec, tuple(MODEL_SCHEMAS.values())):
         return Document(CommentedMap(model=spec.model_dump(mode="json")), "<config>"), None
     if isinstance(spec, dict):
         return Document(CommentedMap(model=spec.get("model", spec)), "<dict>"), None
@@ -111,7 +110,7 @@ def document_for(spec: Any) -> tuple[Document, Optional[str]]:
     return entry_document(name), tag
 
 
-def get_config(spec: Any, overrides: Overrides = None) -> ModelConfigT:
+def get_config(spec: Any, overrides: Overrides = None) -> ModelConfig:
     """The validated model config of a zoo name, `name.tag`, YAML file, dict or config object."""
     doc, _ = document_for(spec)
     apply_overrides(doc, overrides)

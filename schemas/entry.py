@@ -20,8 +20,10 @@ class WeightsSpec(Schema):
     """One set of weights for the entry; the first listed is the default (`name` = `name.<first tag>`)."""
 
     tag: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    source: str = Field(pattern=r"^(hf-hub:[\w.-]+/[\w.-]+|local-dir:.+)$")
-    """`hf-hub:ORG/NAME` (read offline from the Hugging Face cache) or `local-dir:PATH`."""
+    source: str = Field(pattern=r"^(hf-hub:[\w.-]+/[\w.-]+|local-dir:.+|zoo-data:[\w.-]+|torch-hub:[\w.-]+)$")
+    """`hf-hub:ORG/NAME` (read offline from the Hugging Face cache), `local-dir:PATH`, `zoo-data:NAME` (a checkpoint
+    directory shipped in the package's zoo/data), or `torch-hub:FILE` (a
+    published Vision-LSTM file read offline from `$TORCH_HOME/hub/checkpoints/`)."""
     revision: Optional[str] = None
     files: dict[str, Optional[Sha256]] = {}
     """File name -> sha256 (hex) checked on load; null when not recorded."""

@@ -58,6 +58,21 @@ class Normal(Schema):
     std: float = Field(0.02, ge=0)
 
 
+class TruncNormal(Schema):
+    """N(mean, std) truncated to [mean - 2, mean + 2] (torch's trunc_normal_ bounds)."""
+
+    kind: Literal["trunc_normal"] = "trunc_normal"
+    mean: float = 0.0
+    std: float = Field(0.02, ge=0)
+
+
+class XavierUniform(Schema):
+    """Glorot uniform with the fans of the weight seen as a matrix (out, everything else): a patch
+    convolution initialised like the Linear it is."""
+
+    kind: Literal["xavier_uniform"] = "xavier_uniform"
+
+
 class Uniform(Schema):
     kind: Literal["uniform"] = "uniform"
     low: float
@@ -79,7 +94,8 @@ class TorchDefault(Schema):
 
 
 InitScheme = Annotated[
-    Union[SmallInit, WangInit, BiasLinspace, PowerLawBlockDependent, Constant, Normal, Uniform, Zeros, Ones, TorchDefault],
+    Union[SmallInit, WangInit, BiasLinspace, PowerLawBlockDependent, Constant, Normal, TruncNormal, XavierUniform, Uniform,
+          Zeros, Ones, TorchDefault],
     Field(discriminator="kind"),
 ]
 

@@ -66,6 +66,10 @@ class KernelConfig(Schema):
     """Dtype the mLSTM kernel inputs are cast to under torch.autocast."""
     inference_state_dtype: DType = "float32"
     """Dtype of recurrent states carried between calls."""
+    max_inference_chunksize: int = Field(16384, ge=1)
+    """Without autograd, longer inputs run in pieces of this many tokens (B rows of this / B positions),
+    the state carried from one to the next (transformers' name): peak memory does not grow with the
+    prompt. Same result as one piece."""
 
     @field_validator("chunkwise_kernel", "sequence_kernel", "step_kernel", "slstm_kernel")
     @classmethod

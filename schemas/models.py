@@ -1,4 +1,4 @@
-"""Whole language models: the NeurIPS xLSTM (`xlstm-lm`) and xLSTM Large / 7B (`xlstm-large-lm`)."""
+"""Whole models by kind: the NeurIPS xLSTM (`xlstm-lm`), xLSTM Large / 7B (`xlstm-large-lm`), Vision-LSTM (`vil`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .init import (
     Uniform, Zeros, rule,
 )
 from .kernels import KernelConfig
+from .vision import ViLConfig
 from .weight_decay import DecayRule, WeightDecayConfig, neurips_rules, xlstm_7b_rules
 
 
@@ -119,4 +120,6 @@ class XLSTMLargeLMConfig(XLSTMLargeBlockConfig, TokenIds):
         return [*preset, *self.weight_decay.rules]
 
 
-ModelConfig = Annotated[Union[XLSTMLMConfig, XLSTMLargeLMConfig], Field(discriminator="kind")]
+MODEL_SCHEMAS: dict[str, type] = {"xlstm-lm": XLSTMLMConfig, "xlstm-large-lm": XLSTMLargeLMConfig, "vil": ViLConfig}
+"""Each model kind's schema (checkpoint readers pick one by the `kind` they find)."""
+ModelConfig = Annotated[Union[XLSTMLMConfig, XLSTMLargeLMConfig, ViLConfig], Field(discriminator="kind")]

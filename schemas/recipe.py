@@ -93,7 +93,43 @@ class TextData(Schema):
     """The last fraction of the token stream is held out for validation."""
 
 
-DataConfig = Annotated[Union[FormalLanguageData, MQARData, TextData], Field(discriminator="kind")]
+class DigitsSplit(Schema):
+    """scikit-learn's bundled digits (1,797 8x8 images, 10 classes; read from the wheel, no network), split
+    into train and test stratified by class with a fixed seed."""
+
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    split_seed: int = 0
+
+
+class DigitsData(DigitsSplit):
+    """Image classification of the digits: images (1, 8, 8) scaled to [0, 1], the test split held out."""
+
+    kind: Literal["digits"] = "digits"
+    shift: int = Field(0, ge=0, le=2)
+    """Training images are shifted by up to this many pixels in each direction (zero fill); 0: none."""
+
+
+class DigitsPixelsData(DigitsSplit):
+    """Autoregressive generation of the digits, pixel by pixel: the 64 gray levels (0-16, 17 tokens) row by row
+    after a class token (conditional) or a start token. Scored by sampling `samples` images and comparing
+    their features with those of the held-out test images (torch-fidelity's KID and precision/recall)."""
+
+    kind: Literal["digits-pixels"] = "digits-pixels"
+    conditional: bool = True
+    samples: int = Field(360, ge=2)
+    """Images sampled for scoring (class-balanced when conditional)."""
+    temperature: float = Field(1.0, gt=0)
+    feature_extractor: str = "vil-digits"
+    """The image classifier whose penultimate features the scores compare: a zoo entry (its default weights)
+    or `local-dir:PATH`. Its features are registered as torch-fidelity's feature extractor."""
+    kid_subset_size: int = Field(100, ge=2)
+    prc_neighborhood: int = Field(3, ge=1)
+    seed: int = 0
+    """Seed of the sampling."""
+
+
+DataConfig = Annotated[Union[FormalLanguageData, MQARData, TextData, DigitsData, DigitsPixelsData],
+                       Field(discriminator="kind")]
 
 
 class Optimizer(Schema):

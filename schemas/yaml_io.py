@@ -50,7 +50,7 @@ class Document:
         for depth, name in enumerate(loc, 1):
             if isinstance(node, CommentedMap) and name in node:
                 child = node[name]
-                if node.lc.data and name in node.lc.data:  # keys added by overrides or wrappers have no position
+                if name in (node.lc.data or {}):  # keys added by overrides or wrappers have no position
                     kl, kc, vl, vc = node.lc.data[name]
                     at_key = (key and depth == len(loc)) or (isinstance(child, (CommentedMap, CommentedSeq)) and child)
                     line, col = (kl, kc) if at_key else (vl, vc)

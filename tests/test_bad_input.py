@@ -173,7 +173,7 @@ def test_a_truncated_zoo_yaml_in_a_checkpoint_is_named(checkpoint):
     """Found by the checkpoint property test: `model:` cut off to null raised AttributeError."""
     path = checkpoint / "zoo.yaml"
     path.write_text(path.read_text().split("model:")[0] + "model:\n")
-    with pytest.raises(CheckpointError, match=f"^{path}: expected model.kind 'xlstm-lm' or 'xlstm-large-lm', got None"):
+    with pytest.raises(CheckpointError, match=f"^{path}: expected model.kind one of .*, got None"):
         load_model_dir(checkpoint)
 
 

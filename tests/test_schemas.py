@@ -33,6 +33,13 @@ def test_zoo_entries_pass_plain_jsonschema(name, validator):
     assert not errors, [e.message for e in errors]
 
 
+@pytest.mark.parametrize("path", sorted((entry_paths()["xlstm-125m"].parent / "recipes").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_recipes_pass_plain_jsonschema(path):
+    validator = jsonschema.Draft202012Validator(json.loads(schema_path("recipe").read_text()))
+    assert not [e.message for e in validator.iter_errors(json.loads(json.dumps(load_yaml(path).data)))]
+
+
 def test_jsonschema_rejects_wrong_types_and_unknown_keys(validator):
     data = json.loads(json.dumps(load_yaml(entry_paths()["xlstm-125m"]).data))
     bad_type = copy.deepcopy(data)

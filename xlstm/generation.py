@@ -15,21 +15,27 @@ from typing import Optional
 import torch
 
 from .arguments import check_generate, trusted_ids
+from .backend import states_updated_in_place
 from .cuda_graph import graph_decoder
 from .state import State
 
 
-def _cat_states(states: list, dim: int = 0):
-    """Concatenate states (dataclasses of tensors, lists, tuples, None) along the batch dimension."""
-    first = states[0]
-    if isinstance(first, torch.Tensor):
-        return torch.cat(states, dim)
-    if isinstance(first, State):
-        return dataclasses.replace(first, **{f.name: _cat_states([getattr(s, f.name) for s in states], dim)
-                                             for f in dataclasses.fields(first)})
-    if isinstance(first, (list, tuple)):
-        return type(first)(_cat_states(list(parts), dim) for parts in zip(*states))
-    return first  # None and other non-tensor leaves are shared
+def _scatter_state(full, rows: torch.Tensor, part, batch: int):
+    """Write `part` (a state of len(rows) rows) into rows `rows` of `full` (allocated on first use, for
+    `batch` rows): each group's state lands in the batch state as soon as it is made, never concatenated."""
+    if isinstance(part, torch.Tensor):
+        if full is None:
+            full = part.new_empty(batch, *part.shape[1:])
+        full[rows] = part
+        return full
+    if isinstance(part, State):
+        return dataclasses.replace(part, **{f.name: _scatter_state(None if full is None else getattr(full, f.name),
+                                                                   rows, getattr(part, f.name), batch)
+                                            for f in dataclasses.fields(part)})
+    if isinstance(part, (list, tuple)):
+        return type(part)(_scatter_state(None if full is None else whole, rows, piece, batch)
+                          for whole, piece in zip(full or [None] * len(part), part))
+    return part  # None and other non-tensor leaves are shared
 
 
 def _last_logits(model, input_ids: torch.Tensor, state=None):
@@ -53,15 +59,16 @@ def _prefill(model, input_ids: torch.Tensor, attention_mask: Optional[torch.Tens
         raise ValueError("attention_mask: expected left padding (each row's zeros before its ones)")
     if (lengths == 0).any():
         raise ValueError("attention_mask: every row needs at least one token")
-    order, last, states = [], [], []
+    if bool(mask.all()):
+        return _prefill(model, input_ids, None)
+    last, state = None, None
     for length in lengths.unique().tolist():
         rows = (lengths == length).nonzero().squeeze(1)
-        logits, state = _last_logits(model, input_ids[rows, input_ids.shape[1] - length:])
-        order.append(rows)
-        last.append(logits[:, -1])
-        states.append(state)
-    inverse = torch.argsort(torch.cat(order))
-    return torch.cat(last)[inverse], _cat_states(states).map(lambda t: t[inverse])
+        logits, part = _last_logits(model, input_ids[rows, input_ids.shape[1] - length:])
+        last = _scatter_state(last, rows, logits[:, -1], len(lengths))
+        state = _scatter_state(state, rows, part, len(lengths))
+        del part
+    return last, state
 
 
 def _sample(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: Optional[int],
@@ -105,11 +112,12 @@ class _AllDone:
 
 
 def _eager_decoder(model, state):
-    """token (B,) -> last logits (B, vocab), carrying the state: one eager forward per token."""
+    """token (B,) -> last logits (B, vocab), carrying the state: one eager forward per token. The state
+    is generate's own, so its mLSTM C is updated where it lies (no second copy per step)."""
 
     def step(token):
         nonlocal state
-        with trusted_ids():
+        with states_updated_in_place(), trusted_ids():
             logits, state = model(token[:, None], state)
         return logits[:, -1]
     return step
@@ -140,8 +148,10 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, do_sample: boo
     check_generate(model, input_ids, max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k,
                    top_p=top_p, eos_token_id=eos_token_id, attention_mask=attention_mask)
     logits, state = _prefill(model, input_ids, attention_mask)
+    # The decoder takes the state over (the graph runner adopts its tensors or copies them into its own
+    # buffers, releasing each block's): about one copy of the state is alive from here on.
     decode = graph_decoder(model, state) if _use_graph(model, input_ids, cuda_graph) else _eager_decoder(model, state)
-    del state  # the decoder holds what it needs: the graph runner copied it into its own buffers
+    del state
     done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     finished = _AllDone(done.device)
     tokens = []

@@ -31,6 +31,10 @@ def _fill(param: torch.Tensor, scheme, name: str, config) -> None:
         nn.init.normal_(param, std=2 / blocks / math.sqrt(dim))
     elif kind == "normal":
         nn.init.normal_(param, mean=scheme.mean, std=scheme.std)
+    elif kind == "trunc_normal":
+        nn.init.trunc_normal_(param, mean=scheme.mean, std=scheme.std, a=scheme.mean - 2, b=scheme.mean + 2)
+    elif kind == "xavier_uniform":
+        nn.init.xavier_uniform_(param.view(param.shape[0], -1))
     elif kind == "uniform":
         nn.init.uniform_(param, scheme.low, scheme.high)
     elif kind in ("constant", "zeros", "ones"):

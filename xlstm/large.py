@@ -18,7 +18,7 @@ from .layers import Embedding
 from .norms import HeadwiseLayerNorm, RMSNorm
 from .generation import GenerationMixin
 from .arguments import check_forward
-from .state import LMOutput, LMState, MLSTMState, run_blocks
+from .state import LMOutput, LMState, MLSTMState, lm_forward, run_blocks
 
 
 def soft_cap(x: torch.Tensor, cap: Optional[float]) -> torch.Tensor:
@@ -261,9 +261,8 @@ class XLSTMLargeLM(GenerationMixin, nn.Module):
 
     def forward(self, input_ids: torch.Tensor, state: Optional[LMState] = None, logits_to_keep: int = 0) -> LMOutput:
         """`logits_to_keep` > 0: logits of the last that many positions only (generation's prefill needs
-        one: the lm_head and the float32 soft-capped logits of the others are skipped); 0: all."""
+        one: the lm_head and the float32 soft-capped logits of the others are skipped); 0: all. Without
+        autograd, inputs longer than kernels.max_inference_chunksize run in pieces (state.lm_forward)."""
         check_forward(self, input_ids, state, logits_to_keep)
-        x, state = self.backbone(input_ids, state)
-        if logits_to_keep:
-            x = x[:, -logits_to_keep:]
-        return LMOutput(soft_cap(self.lm_head(x).float(), self.config.output_logit_soft_cap), state)
+        return lm_forward(self.backbone, lambda x: soft_cap(self.lm_head(x).float(), self.config.output_logit_soft_cap),
+                          input_ids, state, logits_to_keep, self.config.kernels.max_inference_chunksize)

@@ -19,12 +19,13 @@ from .state import LayerState, MLSTMState
 class MLSTMCell(nn.Module):
     """Gates from cat(q, k, v), the mLSTM recurrence per head, then a per-head group norm."""
 
-    def __init__(self, inner_dim: int, num_heads: int, kernels: KernelConfig, norm_eps: float = 1e-5):
+    def __init__(self, inner_dim: int, num_heads: int, kernels: KernelConfig, norm_eps: float = 1e-5,
+                 norm_bias: bool = False):
         super().__init__()
         self.num_heads = num_heads
         self.igate = nn.Linear(3 * inner_dim, num_heads)
         self.fgate = nn.Linear(3 * inner_dim, num_heads)
-        self.outnorm = MultiHeadLayerNorm(inner_dim, eps=norm_eps)
+        self.outnorm = MultiHeadLayerNorm(inner_dim, eps=norm_eps, bias=norm_bias)
         self.backend = MLSTMBackend(kernels)
 
     def forward(self, q, k, v, state: Optional[MLSTMState] = None):

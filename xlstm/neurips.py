@@ -15,7 +15,7 @@ from .norms import LayerNorm
 from .slstm import SLSTMLayer
 from .generation import GenerationMixin
 from .arguments import check_forward
-from .state import LMOutput, LMState, run_blocks
+from .state import LMOutput, LMState, lm_forward, run_blocks
 
 
 class XLSTMBlock(nn.Module):
@@ -71,10 +71,9 @@ class XLSTMLM(GenerationMixin, nn.Module):
             self.lm_head.weight = self.token_embedding.weight
 
     def forward(self, input_ids: torch.Tensor, state: Optional[LMState] = None, logits_to_keep: int = 0) -> LMOutput:
-        """`logits_to_keep` > 0: logits of the last that many positions only (generation's prefill); 0: all."""
+        """`logits_to_keep` > 0: logits of the last that many positions only (generation's prefill); 0: all.
+        Without autograd, inputs longer than kernels.max_inference_chunksize run in pieces (state.lm_forward)."""
         check_forward(self, input_ids, state, logits_to_keep)
-        x = self.emb_dropout(self.token_embedding(input_ids))
-        x, state = self.xlstm_block_stack(x, state)
-        if logits_to_keep:
-            x = x[:, -logits_to_keep:]
-        return LMOutput(self.lm_head(x).float(), state)
+        hidden = lambda ids, state: self.xlstm_block_stack(self.emb_dropout(self.token_embedding(ids)), state)  # noqa: E731
+        return lm_forward(hidden, lambda x: self.lm_head(x).float(), input_ids, state, logits_to_keep,
+                          self.config.kernels.max_inference_chunksize)

@@ -92,3 +92,34 @@ def run_blocks(blocks, x: torch.Tensor, state: Optional[LMState]):
         x, block_state = block(x, None if state is None else state.blocks[j])
         states.append(block_state)
     return x, LMState(states)
+
+
+class _HandOver(list):
+    """Block states read once: the list drops each when its block takes it, so the old and new states
+    of a whole model are never alive together (one block's pair at a time)."""
+
+    def __getitem__(self, j):
+        value = super().__getitem__(j)
+        self[j] = None
+        return value
+
+
+def lm_forward(hidden: Callable, head: Callable, input_ids: torch.Tensor, state: Optional[LMState],
+               logits_to_keep: int, piece: int) -> LMOutput:
+    """An LM forward: `hidden(ids, state) -> (x, state)`, then `head(x) -> logits` for the last
+    `logits_to_keep` positions (0: all). Without autograd the input runs in pieces of `piece` tokens
+    (over all rows: piece / B positions), the state carried between them: activations of one piece at a time, the same result (a recurrent
+    model's whole history is its state). Positions no logits are asked for never reach the head."""
+    B, S = input_ids.shape
+    keep = S if not logits_to_keep else min(logits_to_keep, S)
+    step = max(1, piece // max(B, 1))  # `piece` tokens in all: B rows of piece / B positions
+    step = step if not torch.is_grad_enabled() and S > step else max(S, 1)
+    logits = []
+    for start in range(0, max(S, 1), step):
+        if start:  # the previous piece's state is ours: each block drops its old state as it takes it
+            state = LMState(_HandOver(state.blocks))
+        x, state = hidden(input_ids[:, start:start + step], state)
+        wanted = min(x.shape[1], start + x.shape[1] - (S - keep))  # this piece's positions among the kept
+        if wanted > 0 or not S:
+            logits.append(head(x[:, x.shape[1] - max(wanted, 0):]))
+    return LMOutput(logits[0] if len(logits) == 1 else torch.cat(logits, 1), state)

@@ -20,7 +20,7 @@ __all__ = ["headwise_norm_gate", "rms_norm", "soft_cap_gates", "swiglu"]
 
 @triton.jit
 def _rms_norm_kernel(x, res, w, y, xsum, D, sx, sr, eps, HAS_RES: tl.constexpr, BD: tl.constexpr):
-    row = tl.program_id(0)
+    row = tl.program_id(0).to(tl.int64)  # row * D passes 2**31 in long prompts
     d = tl.arange(0, BD)
     mask = d < D
     xv = tl.load(x + row * sx + d, mask=mask, other=0.0)
@@ -58,7 +58,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.
 
 @triton.jit
 def _headwise_norm_gate_kernel(h, o, w, y, S, NH, DH, shb, shh, shs, sob, sos, eps, BD: tl.constexpr):
-    row, head = tl.program_id(0), tl.program_id(1)  # row = b * S + s
+    row, head = tl.program_id(0).to(tl.int64), tl.program_id(1)  # row = b * S + s
     b, s = row // S, row % S
     d = tl.arange(0, BD)
     mask = d < DH
@@ -91,7 +91,7 @@ def headwise_norm_gate(h: torch.Tensor, o: torch.Tensor, weight: torch.Tensor, e
 
 @triton.jit
 def _swiglu_kernel(g, u, y, F, sg, su, BF: tl.constexpr):
-    row, blk = tl.program_id(0), tl.program_id(1)
+    row, blk = tl.program_id(0).to(tl.int64), tl.program_id(1)  # 131072 rows x 21888 > 2**31
     col = blk * BF + tl.arange(0, BF)
     mask = col < F
     gv = tl.load(g + row * sg + col, mask=mask, other=0.0).to(tl.float32)
@@ -124,7 +124,7 @@ def _soft_cap(v, cap, CAP: tl.constexpr):
 
 @triton.jit
 def _soft_cap_gates_kernel(i, f, io, fo, N, S, NH, sb, ss, cap, CAP: tl.constexpr, BLOCK: tl.constexpr):
-    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)  # over (B, NH, S), the output layout
+    idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # over (B, NH, S): the output layout
     b, rest = idx // (NH * S), idx % (NH * S)
     head, s = rest // S, rest % S
     src = b * sb + s * ss + head

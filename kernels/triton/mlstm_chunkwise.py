@@ -63,7 +63,7 @@ def _causal_weight(qg, kg, t, s):
 def _fw_states(k, v, kg, g, c0, n0, m0, cst, nst, mst, cT, nT, mT, S, NC, DHQK, DHV,
                L: tl.constexpr, T: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, HAS_C0: tl.constexpr, PREC: tl.constexpr):
     """Chunk recurrence for one (DHQK block, DHV block, head): stores the state before every chunk."""
-    pk, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pk, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     dk = pk * BK + tl.arange(0, BK)
     dv = pv * BV + tl.arange(0, BV)
     mk, mv = dk < DHQK, dv < DHV
@@ -110,7 +110,7 @@ def _fw_states(k, v, kg, g, c0, n0, m0, cst, nst, mst, cT, nT, mT, S, NC, DHQK, 
 def _fw_out(q, k, v, qg, kg, mt, cst, nst, mst, h, den, S, NC, DHQK, DHV, scale, eps,
             L: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
     """One (T x BV) output tile: the inter-chunk part from the stored state plus the causal intra-chunk tiles."""
-    pt, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pt, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     t = pt * T + tl.arange(0, T)
     ci = (pt * T) // L
     dv = pv * BV + tl.arange(0, BV)
@@ -156,7 +156,7 @@ def _fw_out(q, k, v, qg, kg, mt, cst, nst, mst, h, den, S, NC, DHQK, DHV, scale,
 @triton.jit
 def _bw_prep(h, dh, den, mt, rn, dden, S, DHV, eps, T: tl.constexpr, BV: tl.constexpr):
     """Per position: 1/normaliser and the gradient of the (signed) denominator, d den = -(dh.h)/N."""
-    pt, bh = tl.program_id(0), tl.program_id(1)
+    pt, bh = tl.program_id(0), tl.program_id(1).to(tl.int64)
     t = pt * T + tl.arange(0, T)
     hdh = tl.zeros((T,), tl.float32)
     for v0 in range(0, DHV, BV):
@@ -177,7 +177,7 @@ def _bw_prep(h, dh, den, mt, rn, dden, S, DHV, eps, T: tl.constexpr, BV: tl.cons
 def _bw_states(q, dh, cq, cn, dec, dcT, dnT, dcst, dnst, dc0, dn0, S, NC, DHQK, DHV,
                L: tl.constexpr, T: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, HAS_FINAL: tl.constexpr, PREC: tl.constexpr):
     """Reverse chunk recurrence of the state gradients; stores d(state after chunk) for every chunk."""
-    pk, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pk, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     dk = pk * BK + tl.arange(0, BK)
     dv = pv * BV + tl.arange(0, BV)
     mk, mv = dk < DHQK, dv < DHV
@@ -216,7 +216,7 @@ def _bw_states(q, dh, cq, cn, dec, dcT, dnT, dcst, dnst, dc0, dn0, S, NC, DHQK, 
 def _bw_dq(q, k, v, dh, qg, kg, rn, dden, cst, nst, mst, dq, qdq, S, NC, DHQK, DHV, scale,
            L: tl.constexpr, T: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr):
     """dq for one (T x BK) tile, plus its share of q.dq (for the forget-gate gradient)."""
-    pt, pk, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pt, pk, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     t = pt * T + tl.arange(0, T)
     ci = (pt * T) // L
     dk = pk * BK + tl.arange(0, BK)
@@ -240,16 +240,19 @@ def _bw_dq(q, k, v, dh, qg, kg, rn, dden, cst, nst, mst, dq, qdq, S, NC, DHQK, D
     nb = tl.load(nst + base * DHQK + dk, mask=mk, other=0.0)
     gamma = tl.exp(qgt + tl.load(mst + base))
     acc = (acc * rnt[:, None] + ddt[:, None] * nb[None, :]) * gamma[:, None]
+    qt = tl.load(q + t[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0)
+    qdq_t = tl.sum(qt.to(tl.float32) * acc, 1)  # the inter-chunk share of q.dq
     for s0 in range(ci * L, pt * T + T, T):
         s = s0 + tl.arange(0, T)
         dp = _rows_dot(dh, v, t, s, DHV, T, T, BD, PREC) * rnt[:, None] + ddt[:, None]
         ds = dp * _causal_weight(qgt, tl.load(kg + bh * S + s), t, s)
         ks = tl.load(k + s[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0)
         acc += tl.dot(ds.to(ks.dtype), ks, input_precision=PREC)
+        # the intra-chunk share, sum_s ds_ts q_t.k_s, from float32 ds (not the 16-bit ds of the product)
+        qdq_t += tl.sum(ds * tl.dot(qt, tl.trans(ks), input_precision=PREC), 1)
     acc *= scale
-    qt = tl.load(q + t[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0).to(tl.float32)
     tl.store(dq + bh * S * DHQK + t[:, None] * DHQK + dk[None, :], acc.to(dq.dtype.element_ty), mask=mk[None, :])
-    tl.store(qdq + (pk * tl.num_programs(2) + bh) * S + t, tl.sum(qt * acc, 1))
+    tl.store(qdq + (pk * tl.num_programs(2) + bh) * S + t, qdq_t * scale)
 
 
 @triton.jit
@@ -266,7 +269,7 @@ def _key_tile(ps, bh, S, NC, kg, g, mst_next, L: tl.constexpr, T: tl.constexpr):
 def _bw_dk(q, k, v, dh, qg, kg, g, rn, dden, dcst, dnst, mst_next, dk_out, kdk, S, NC, DHQK, DHV, scale,
            L: tl.constexpr, T: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr):
     """dk for one (T x BK) key tile: through the chunk-end state and through the later queries of its chunk."""
-    ps, pk, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    ps, pk, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     s, ci, base, kgs, ws = _key_tile(ps, bh, S, NC, kg, g, mst_next, L, T)
     dk = pk * BK + tl.arange(0, BK)
     mk = dk < DHQK
@@ -283,6 +286,8 @@ def _bw_dk(q, k, v, dh, qg, kg, g, rn, dden, dcst, dnst, mst_next, dk_out, kdk, 
                       other=0.0)
         acc += tl.dot(vs.to(dcb.dtype), dcb, input_precision=PREC)
     acc = (acc + tl.load(dnst + base * DHQK + dk, mask=mk, other=0.0)[None, :]) * ws[:, None]
+    ks = tl.load(k + s[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0)
+    kdk_s = tl.sum(ks.to(tl.float32) * acc, 1)  # the share through the chunk-end state
     for t0 in range(ps * T, ci * L + L, T):
         t = t0 + tl.arange(0, T)
         dp = _rows_dot(dh, v, t, s, DHV, T, T, BD, PREC) * tl.load(rn + bh * S + t)[:, None] \
@@ -290,17 +295,17 @@ def _bw_dk(q, k, v, dh, qg, kg, g, rn, dden, dcst, dnst, mst_next, dk_out, kdk, 
         ds = dp * _causal_weight(tl.load(qg + bh * S + t), kgs, t, s) * scale
         qt = tl.load(q + t[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0)
         acc += tl.dot(tl.trans(ds.to(qt.dtype)), qt, input_precision=PREC)
-    ks = tl.load(k + s[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0).to(tl.float32)
+        kdk_s += tl.sum(ds * tl.dot(qt, tl.trans(ks), input_precision=PREC), 0)  # as in _bw_dq: float32 ds
     tl.store(dk_out + bh * S * DHQK + s[:, None] * DHQK + dk[None, :], acc.to(dk_out.dtype.element_ty),
              mask=mk[None, :])
-    tl.store(kdk + (pk * tl.num_programs(2) + bh) * S + s, tl.sum(ks * acc, 1))
+    tl.store(kdk + (pk * tl.num_programs(2) + bh) * S + s, kdk_s)
 
 
 @triton.jit
 def _bw_dv(q, k, dh, qg, kg, g, rn, dcst, mst_next, dv_out, S, NC, DHQK, DHV, scale,
            L: tl.constexpr, T: tl.constexpr, BV: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr):
     """dv for one (T x BV) value tile: through the chunk-end state and through the later queries of its chunk."""
-    ps, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    ps, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     s, ci, base, kgs, ws = _key_tile(ps, bh, S, NC, kg, g, mst_next, L, T)
     dv = pv * BV + tl.arange(0, BV)
     mv = dv < DHV
@@ -343,6 +348,9 @@ class _Plan:
         self.T = min(self.L, 64)
         self.NC = triton.cdiv(S, self.L)
         self.Sp = self.NC * self.L
+        if self.Sp * max(DHQK, self.DHV) >= 2**31:  # offsets inside one head are 32-bit (the heads' are 64-bit)
+            raise ValueError(f"mlstm_chunkwise: {S} positions x head dim {max(DHQK, self.DHV)} pass 2**31 values in "
+                             "one head; run the sequence in pieces, carrying the state")
         self.BH = B * NH
         self.dtype = kernel_dtype(q)
         self.prec = dot_precision(self.dtype)

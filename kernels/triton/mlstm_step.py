@@ -54,7 +54,7 @@ def _step_kernel(q, k, v, i, f, c, n, m, h, c_out, n_out, m_out, NH, DHQK, DHV, 
                  sqb, sqh, sqt, svb, svh, svt, sgb, sgh, sgt, scale, eps, DQ: tl.constexpr, BV: tl.constexpr):
     """T recurrent steps (T = 1 for the step kernel) for one (head, DHV block). q and k share strides,
     i and f too, so slices of a fused projection are read in place."""
-    pv, bh = tl.program_id(0), tl.program_id(1)
+    pv, bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # bh * DHQK * DHV: large batches
     b, hd = bh // NH, bh % NH
     d, dv, md, mv, coff, cmask = _slab(pv, bh, DHQK, DHV, DQ, BV)
     cs = tl.load(c + coff, mask=cmask, other=0.0).to(tl.float32)
@@ -94,7 +94,7 @@ def _step_gates_kernel(q, k, v, x, wi, bi, wf, bf, c, n, m, h, c_out, n_out, m_o
     """One step whose gates are projected here from the block's normed input x: every program computes
     the head's two dot products (L2-resident weights), which saves the gate product, its split-K
     reduction and the soft-cap launches of a decode step. A program updates NB slabs of C."""
-    pv, bh = tl.program_id(0), tl.program_id(1)
+    pv, bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # bh * DHQK * DHV: large batches
     b, hd = bh // NH, bh % NH
     it = _gate(x + b * sxb, wi, bi, hd, D, cap, CAP, BD)
     ft = _gate(x + b * sxb, wf, bf, hd, D, cap, CAP, BD)

@@ -135,7 +135,7 @@ def _tile(B, S, NH, DH, BB: tl.constexpr, U: tl.constexpr):
     """This program's head, batch rows and units (with their masks), the offsets of its slot 0 in the
     (B, S + 1, NH, DH) state buffers and of its step 0 in the (B, S, 4, NH, DH) gate buffers (4, BB, U)."""
     pb, hd, k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    bidx = pb * BB + tl.arange(0, BB)
+    bidx = (pb * BB + tl.arange(0, BB)).to(tl.int64)  # B (S + 1) NH DH and the gate buffers pass 2**31
     u = k * U + tl.arange(0, U)
     um = u < DH
     bm = bidx < B
@@ -151,7 +151,7 @@ def _fw(wx, r, bias, st, hx, raw, y, B, S, NH, DH, T0, T1, BB: tl.constexpr, U: 
     """Steps [T0, T1). st: (4, B, S + 1, NH, DH) float32 states (c, n, h, m), slot T0 holds the incoming ones;
     hx: (B, S + 1, NH, DH) h again in the kernel's type, the exchange buffer (zero beyond slot T0)."""
     hd, bidx, bm, u, um, mask, so, go = _tile(B, S, NH, DH, BB, U)
-    SZ = B * (S + 1) * NH * DH
+    SZ = tl.cast(B, tl.int64) * (S + 1) * NH * DH
     ND = NH * DH
     c = tl.load(st + so + T0 * ND, mask=mask, other=0.0)
     n = tl.load(st + SZ + so + T0 * ND, mask=mask, other=0.0)
@@ -197,8 +197,8 @@ def _bw(dy, dfin, r, st, raw, draw, dcar, dinit, B, S, NH, DH, T_hi, T_lo, TAIL:
     DH) the (dc, dn) carried between launches. With TAIL, the gradient of the initial h is formed at the end
     (needs all gate gradients of step 0)."""
     hd, bidx, bm, u, um, mask, so, go = _tile(B, S, NH, DH, BB, U)
-    SZ = B * (S + 1) * NH * DH
-    FZ = B * NH * DH
+    SZ = tl.cast(B, tl.int64) * (S + 1) * NH * DH
+    FZ = tl.cast(B, tl.int64) * NH * DH
     ND = NH * DH
     fo = (bidx[:, None] * NH + hd) * DH + u[None, :]
     dc = tl.load(dcar + fo, mask=mask, other=0.0)

@@ -1,7 +1,8 @@
 """`xlstm-zoo bench <what>`: GPU benchmarks of the zoo against its peers, each a sub-benchmark.
 
-    xlstm-zoo bench kernels [--only check,chunkwise,step,slstm] [--quick] [--out benchmarks/results]
-    xlstm-zoo bench generate | prefill | train [--out benchmarks/results]
+    xlstm-zoo bench kernels [--only check,gates,chunkwise,step,slstm] [--quick] [--out benchmarks/results]
+    xlstm-zoo bench generate [--batches 1,8,...] [--quantize int8-weight-only,...] [--compile]
+    xlstm-zoo bench prefill | train [--out benchmarks/results]
 
 Kernels (kernels.py) and whole models (models.py) are timed beside the peers that are installed, in one
 run; the tables are printed and written, with the GPU and software versions, to a markdown file under --out.
@@ -25,9 +26,14 @@ def models(args) -> int:
     rep = Report()
     rep.add(f"## xlstm-zoo bench {args.what}\n\n{_versions()}")
     if args.what == "generate":
-        bench_models.bench_generate(rep, args.new_tokens)
+        if not args.skip_variants:
+            bench_models.bench_generate(rep, args.new_tokens)
+        bench_models.bench_batches(rep, [int(b) for b in args.batches.split(",") if b])
+        _write(rep, args.what, args.out)  # what is measured so far, should a variant below take the GPU down
+        bench_models.bench_quantized(rep, [m for m in args.quantize.split(",") if m],
+                                     [m for m in args.compile.split(",") if m])
     elif args.what == "prefill":
-        bench_models.bench_prefill(rep)
+        bench_models.bench_prefill(rep, [int(s) for s in args.lengths.split(",")], not args.skip_variants)
     elif not bench_models.bench_train(rep, args.only, args.steps).main:
         return 0
     _write(rep, args.what, args.out)
@@ -43,17 +49,26 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="xlstm-zoo bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     k = sub.add_parser("kernels", help="mLSTM/sLSTM kernels against their peers (GPU)")
-    k.add_argument("--only", default="check,chunkwise,step,slstm")
+    k.add_argument("--only", default="check,gates,chunkwise,step,slstm")
     k.add_argument("--quick", action="store_true", help="one sequence length per table")
     k.add_argument("--out", default="benchmarks/results")
     k.set_defaults(run=_kernels)
     for what, text in (("generate", "xLSTM-7B greedy decode, CUDA graph vs eager vs peer (GPU)"),
-                       ("prefill", "xLSTM-7B prefill 1x2048 / 1x8192 (GPU)"),
+                       ("prefill", "xLSTM-7B prefill 1x2048 / 1x8192, and long prompts up to 1x1048576 (GPU)"),
                        ("train", "~160M xLSTM Large training tokens/s, eager and compiled; DDP under torchrun")):
         p = sub.add_parser(what, help=text)
         p.add_argument("--out", default="benchmarks/results")
+        if what in ("generate", "prefill"):
+            p.add_argument("--skip-variants", action="store_true", help="skip the weight-layout / pointwise table")
+        if what == "prefill":
+            p.add_argument("--lengths", default="8192,32768,131072,262144,524288,1048576", help="long-prompt lengths")
         if what == "generate":
             p.add_argument("--new-tokens", type=int, default=128)
+            p.add_argument("--batches", default="1,8,32,64,128,256", help="batch sizes of the serving table")
+            p.add_argument("--quantize", default="int8-weight-only,int4-weight-only,float8-weight-only",
+                           help="weight-only methods decoded beside bf16 (torchao)")
+            p.add_argument("--compile", default="", help="methods also run with torch.compile'd projections "
+                           "(e.g. int8-weight-only,float8-weight-only)")
         if what == "train":
             p.add_argument("--only", default=None, help="substring of the model names to run")
             p.add_argument("--steps", type=int, default=10)

@@ -1,4 +1,4 @@
-"""`xlstm-zoo bench kernels [--only check,chunkwise,step,slstm] [--quick]`: our kernels against their peers.
+"""`xlstm-zoo bench kernels [--only check,gates,chunkwise,step,slstm] [--quick]`: our kernels against their peers.
 
 `kernels` checks our Triton kernels in bf16 at real sizes against float64 (native forms upcast), then times
 them beside the peers that are installed (mlstm_kernels TFLA, torch SDPA flash attention, FlashRNN) at the
@@ -147,6 +147,42 @@ def check_kernels(rep: Report):
     rep.table("bf16 correctness: relative error against float64 (NaN = non-finite output)", ["kernel", "errors"], rows)
 
 
+def check_gate_gradients(rep: Report):
+    """The forget-gate gradient of the chunkwise kernel in bf16 (issue 12): inputs rounded to bf16, the
+    reference in float64 on the same rounded inputs (the quadratic parallel form), ordinary and strong gates."""
+    import torch
+
+    from ...kernels import mlstm_native
+    from ...kernels.triton import mlstm_chunkwise
+    rows = []
+    cases = [("ordinary gates: i ~ N(0,1), f ~ N(0,1) + 3", 2, 4, 1024, 96, 192, 1.0, 3.0, 1.0),
+             ("strong gates: i ~ 10 N(0,1), f ~ 10 N(0,1) + 5", 1, 4, 4096, 96, 192, 10.0, 5.0, 10.0)]
+    for label, B, NH, S, DQ, DV, i_scale, f_shift, f_scale in cases:
+        g = torch.Generator(device="cuda").manual_seed(0)
+        q, k = (torch.randn(B, NH, S, DQ, device="cuda", generator=g).to(BF16) for _ in range(2))
+        v = torch.randn(B, NH, S, DV, device="cuda", generator=g).to(BF16)
+        i = (i_scale * torch.randn(B, NH, S, device="cuda", generator=g)).to(BF16)
+        f = (f_shift + f_scale * torch.randn(B, NH, S, device="cuda", generator=g)).to(BF16)
+        w = torch.randn(B, NH, S, DV, device="cuda", generator=g, dtype=torch.float64)
+        grads = {}
+        for name, fn, cast, L in (("float64", mlstm_native.mlstm_parallel, torch.Tensor.double, S),
+                                  ("bf16 L=64", mlstm_chunkwise.mlstm_chunkwise, lambda x: x, 64),
+                                  ("bf16 L=256", mlstm_chunkwise.mlstm_chunkwise, lambda x: x, 256),
+                                  ("fp32 L=256", mlstm_chunkwise.mlstm_chunkwise, torch.Tensor.float, 256)):
+            xs = [cast(x).detach().requires_grad_() for x in (q, k, v, i, f)]
+            h = fn(*xs, chunk_size=L)
+            (h.double() * w).sum().backward()
+            grads[name] = [h] + [x.grad for x in xs]
+            del xs, h
+        for name in ("bf16 L=64", "bf16 L=256", "fp32 L=256"):
+            rows.append([label, f"B={B} NH={NH} S={S} DHQK={DQ} DHV={DV}", name] +
+                        [f"{_rel(a, b):.2e}" for a, b in zip(grads[name], grads["float64"])])
+        del grads
+        torch.cuda.empty_cache()
+    rep.table("chunkwise gradients against float64 on the same bf16 inputs (relative Frobenius error; target: "
+              "df within 2e-2)", ["gates", "shape", "kernel", "h", "dq", "dk", "dv", "di", "df"], rows)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # kernels: timings
 
@@ -271,7 +307,7 @@ def kernels(args) -> int:
     rep = Report()
     rep.add(f"## xlstm-zoo bench kernels\n\n{_versions()}")
     only = set(args.only.split(","))
-    steps = {"check": lambda: check_kernels(rep), "chunkwise": lambda: bench_chunkwise(rep, args.quick),
+    steps = {"check": lambda: check_kernels(rep), "gates": lambda: check_gate_gradients(rep), "chunkwise": lambda: bench_chunkwise(rep, args.quick),
              "step": lambda: bench_step(rep), "slstm": lambda: bench_slstm(rep, args.quick)}
     for name, run in steps.items():
         if name in only:

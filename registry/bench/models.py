@@ -19,11 +19,13 @@ SEVEN_B = dict(embedding_dim=4096, num_heads=8, num_blocks=32, vocab_size=50304)
 TRAIN = dict(embedding_dim=768, num_heads=4, num_blocks=12, vocab_size=50304)
 
 
-def _zoo_7b():
+def _zoo_7b(quantize=None):
+    """The 7B with random weights, the same ones on every call (so quantized copies compare to bf16)."""
     import torch
 
     from ..builder import build_model
-    return build_model("xlstm-7b", device="cuda", dtype=torch.bfloat16).eval()
+    torch.manual_seed(0)
+    return build_model("xlstm-7b", device="cuda", dtype=torch.bfloat16, quantize=quantize).eval()
 
 
 def _peer_7b():
@@ -58,11 +60,20 @@ def _free(*_):
 def _decode_floor_ms(model, batch: int, bandwidth: float) -> float:
     """Weights read once (embedding excluded) plus the fp32 state read and written, at copy bandwidth."""
     embed = model.backbone.embeddings.weight
-    weights = sum(p.numel() * p.element_size() for p in model.parameters()) - embed.numel() * embed.element_size()
+    weights = _weight_bytes(model) - embed.numel() * embed.element_size()
+    return (weights + 2 * batch * _state_bytes(model)) / bandwidth * 1e3
+
+
+def _weight_bytes(model) -> int:
+    from ..quantize import tensor_bytes
+    return sum(tensor_bytes(p) for p in model.parameters())
+
+
+def _state_bytes(model) -> int:
+    """One sequence's float32 mLSTM state (C, n, m of every block)."""
     cfg = model.config
     dq, dv = cfg.qk_dim // cfg.num_heads, cfg.v_dim // cfg.num_heads
-    state = 2 * batch * cfg.num_blocks * cfg.num_heads * (dq * dv + dq + 1) * 4
-    return (weights + state) / bandwidth * 1e3
+    return cfg.num_blocks * cfg.num_heads * (dq * dv + dq + 1) * 4
 
 
 def kernel_times(step: Callable, reps: int = 5) -> dict:
@@ -137,7 +148,7 @@ def bench_generate(rep: Report, new_tokens: int):
                     rows.append([batch, f"zoo {label}: {name}", total, per, batch * 1e3 / per, floor, per / floor])
             with torch.no_grad():
                 _, state = model(ids)
-            runner = cuda_graph.graph_decoder(model, state)
+            runner = cuda_graph.graph_decoder(model, state.map(torch.clone))  # it takes its state over
             tok = torch.zeros(batch, dtype=torch.long, device="cuda")
             step = _ms(lambda: [runner(tok) for _ in range(20)], reps=3) / 20
             rows.append([batch, f"zoo {label}: graph replay", "", step, batch * 1e3 / step, floor, step / floor])
@@ -145,8 +156,8 @@ def bench_generate(rep: Report, new_tokens: int):
             with torch.no_grad():  # as generate runs: inference takes the fused kernels
                 prefill_logits = model(ids, logits_to_keep=1).logits[:, -1]
                 eager = [model(prefill_logits.argmax(-1)[:, None], state).logits[:, -1] for _ in range(2)]
-            graph_logits = runner.start(state)(prefill_logits.argmax(-1)).clone()
-            runner.start(state)
+            graph_logits = runner.start(state.map(torch.clone))(prefill_logits.argmax(-1)).clone()
+            runner.start(state.map(torch.clone))
             logits, toks = prefill_logits, []
             for _ in range(31):
                 toks.append(logits.argmax(-1))
@@ -185,10 +196,102 @@ def bench_generate(rep: Report, new_tokens: int):
               ["B", "variant", "tokens", "step logits rel, graph vs eager", "eager vs eager"], checks)
 
 
-def bench_prefill(rep: Report):
-    """One forward over a 1 x S prompt: ours with every position's logits at three chunk sizes, with the last
-    position's only (as generate asks), with PyTorch pointwise ops, and with single weights; the peer."""
+def _decode_ms(model, batch: int, steps: int = 20) -> float:
+    """ms per greedy decode step replayed from the runner the last generate call left cached."""
     import torch
+
+    from ...xlstm import cuda_graph
+    runner = cuda_graph._RUNNERS[model]
+    tok = torch.zeros(batch, dtype=torch.long, device="cuda")
+    return _ms(lambda: [runner(tok) for _ in range(steps)], reps=3) / steps
+
+
+def bench_batches(rep: Report, batches, prompt: int = 128):
+    """Greedy decode at serving batch sizes: peak memory of a whole generate call (prefill, capture,
+    steps) against weights + 1.25 x B x state + 0.3 GiB, and tokens/s of the captured step."""
+    import torch
+
+    from ...xlstm import cuda_graph
+    model = _zoo_7b()
+    weights, state = _weight_bytes(model), _state_bytes(model)
+    bw = _copy_bandwidth()
+    rows = []
+    for B in batches:
+        cuda_graph._RUNNERS.clear()
+        _free()
+        torch.cuda.reset_peak_memory_stats()
+        ids = torch.randint(0, SEVEN_B["vocab_size"], (B, prompt), device="cuda")
+        try:
+            model.generate(ids, 16, eos_token_id=None)
+            peak = torch.cuda.max_memory_allocated()
+            ms = _decode_ms(model, B)
+        except torch.OutOfMemoryError:
+            rows.append([B, "out of memory", "", "", "", "", ""])
+            continue
+        bound = weights + 1.25 * B * state + 0.3 * 2**30
+        rows.append([B, ms, B * 1e3 / ms, _decode_floor_ms(model, B, bw), peak / 2**30, bound / 2**30,
+                     (peak - weights) / (B * state)])
+        print(rows[-1], flush=True)
+    cuda_graph._RUNNERS.clear()
+    del model
+    _free()
+    rep.table(f"xLSTM-7B greedy decode by batch size, {prompt}-token prompts, bf16, CUDA graph (weights "
+              f"{weights / 2**30:.1f} GiB, state {state / 2**20:.1f} MiB per sequence)",
+              ["B", "ms/step", "tokens/s", "floor ms/step", "peak GiB (generate)", "bound GiB", "(peak - weights) / (B x state)"],
+              rows)
+
+
+def bench_quantized(rep: Report, methods, compiled=(), new_tokens: int = 32):
+    """B=1 greedy decode of the 7B with weight-only quantized projections beside bf16 (same random weights):
+    ms/step of the captured step, weights, last-position prefill logits against bf16, greedy tokens."""
+    import torch
+
+    from ...xlstm import cuda_graph
+    from ..quantize import compile_small_batch
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    ids = torch.randint(0, SEVEN_B["vocab_size"], (1, 128), device="cuda", generator=gen)
+    bw = _copy_bandwidth()
+    rows, ref = [], None
+    variants = [(None, False)] + [(m, False) for m in methods]
+    variants += [(m, True) for m in compiled]
+    for method, compile_ in variants:
+        cuda_graph._RUNNERS.clear()
+        _free()
+        name = (method or "bf16 (default)") + (", torch.compile'd projections" if compile_ else "")
+        try:
+            model = _zoo_7b(method)
+            if compile_:
+                compile_small_batch(model)
+            with torch.no_grad():
+                logits = model(ids, logits_to_keep=1).logits[:, -1].float()
+            tokens = model.generate(ids, new_tokens, eos_token_id=None)[:, 128:]
+            ms = _decode_ms(model, 1)
+        except Exception as e:  # one failing variant must not cost the others (one GPU run)
+            rows.append([name, "failed", "", "", "", f"{type(e).__name__}: {str(e)[:80]}"])
+            print(rows[-1], flush=True)
+            continue
+        if ref is None:
+            ref = (logits, tokens)
+        same = (tokens == ref[1])[0]
+        rows.append([name, ms, 1e3 / ms, _decode_floor_ms(model, 1, bw), _weight_bytes(model) / 2**30,
+                     f"{_rel(logits, ref[0]):.2e}", "equal" if same.all() else f"equal up to token {int(same.int().argmin())}"])
+        print(rows[-1], flush=True)
+        del model
+    cuda_graph._RUNNERS.clear()
+    _free()
+    rep.table(f"xLSTM-7B weight-only quantized greedy decode, B=1, 128-token prompt, CUDA graph (copy bandwidth "
+              f"{bw / 1e12:.2f} TB/s; targets: int8 <= 2.8 ms/token, int4 <= 1.6)",
+              ["weights", "ms/step", "tokens/s", "floor ms/step", "weights GiB", "prefill logits rel. to bf16",
+               f"{new_tokens} greedy tokens vs bf16"], rows)
+
+
+def bench_prefill(rep: Report, lengths=(8192, 32768, 131072, 262144, 524288, 1048576), variants: bool = True):
+    """One forward over a 1 x S prompt: ours with every position's logits at three chunk sizes, with the last
+    position's only (as generate asks), with PyTorch pointwise ops, and with single weights; the peer. Then
+    long prompts (bench_long_prefill)."""
+    import torch
+    if not variants:
+        return bench_long_prefill(rep, lengths)
     rows = []
 
     def measure(name, fn):
@@ -226,6 +329,38 @@ def bench_prefill(rep: Report):
         _free()
     rep.table("xLSTM-7B prefill, B=1, bf16 (floor: 2 x params x S / matmul peak; 38 / 152 ms on an H100)",
               ["S", "implementation", "ms", "tokens/s", "peak extra GiB"], rows)
+    bench_long_prefill(rep, lengths)
+
+
+def bench_long_prefill(rep: Report, lengths):
+    """generate's prefill (last-position logits) of 1 x S prompts up to 1M tokens: the forward runs them in
+    pieces of kernels.max_inference_chunksize tokens carrying the state, so peak memory stays flat."""
+    import torch
+    model = _zoo_7b()
+    weights = _weight_bytes(model)
+    piece = model.config.kernels.max_inference_chunksize
+    rows, base = [], None
+    for S in lengths:
+        ids = torch.randint(0, SEVEN_B["vocab_size"], (1, S), device="cuda")
+        _free()
+        torch.cuda.reset_peak_memory_stats()
+        try:
+            with torch.no_grad():  # pieces repeat the shapes of shorter prompts: no warm-up past 32k
+                ms = _ms(lambda: model(ids, logits_to_keep=1), reps=3 if S <= 32768 else 1,
+                         warmup=1 if S <= 32768 else 0)
+        except torch.OutOfMemoryError as e:
+            rows.append([S, "out of memory", "", "", "", str(e)[:60]])
+            continue
+        peak = torch.cuda.max_memory_allocated()
+        tps = S / ms * 1e3
+        base = base or tps
+        rows.append([S, ms, tps, tps / base, peak / 2**30, (peak - weights) / 2**30])
+        print(rows[-1], flush=True)
+    del model
+    _free()
+    rep.table(f"xLSTM-7B prefill of long prompts, B=1, bf16, last-position logits, pieces of {piece} tokens "
+              f"(weights {weights / 2**30:.1f} GiB; target: peak <= weights + 6 GiB, >= 95% of the first row's "
+              "tokens/s)", ["S", "ms", "tokens/s", "/ first row", "peak GiB", "peak - weights GiB"], rows)
 
 
 def _train_models(dist):

@@ -46,7 +46,7 @@ def _rel(x, ref) -> float:
 def _versions() -> str:
     import torch
     vers = {"torch": torch.__version__, "cuda": torch.version.cuda}
-    for pkg in ("triton", "mlstm_kernels", "flashrnn", "xlstm"):
+    for pkg in ("triton", "torchao", "mlstm_kernels", "flashrnn", "xlstm"):
         with contextlib.suppress(md.PackageNotFoundError):
             vers[pkg] = md.version(pkg)
     p = torch.cuda.get_device_properties(0)

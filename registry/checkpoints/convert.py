@@ -1,7 +1,8 @@
-"""`xlstm-zoo convert`: checkpoints from NX-AI's `xlstm` package or transformers into zoo directories.
+"""`xlstm-zoo convert`: checkpoints of NX-AI's `xlstm`, transformers or NX-AI/vision-lstm into zoo directories.
 
     xlstm-zoo convert --from nx-ai --config CFG.yaml --weights W.safetensors|W.pt --out DIR
     xlstm-zoo convert --from hf --model DIR|hf-hub:ORG/NAME --out DIR
+    xlstm-zoo convert --from vil --weights vil2_tiny16_e800_in1k.th --out DIR   (architecture read off the shapes)
 
 The output loads with `build_model("local-dir:DIR")` (and, for xLSTM Large, with transformers).
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 from ...schemas.errors import ConfigError
 from .store import CheckpointError, iter_tensors, load_model_dir, load_tensors, resolve_source, save_pretrained
 from .nxai import convert_nxai_state, read_nxai_yaml
+from .vil import infer_vil_config, load_vil, read_vil
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -38,17 +40,26 @@ def convert_hf(source: str, out: Path, *, dtype=None, max_shard_size="5GB") -> P
     return save_pretrained(load_model_dir(directory, dtype=dtype), out, max_shard_size=max_shard_size)
 
 
+def convert_vil(weights_path: Path, out: Path, *, dtype=None, max_shard_size="5GB") -> Path:
+    """A published Vision-LSTM file (training-side names) as a zoo directory; its config from the shapes."""
+    state = read_vil(weights_path)
+    config = infer_vil_config(state, str(weights_path))
+    model = load_vil(config, state, source=str(weights_path), dtype=dtype)
+    return save_pretrained(model, out, max_shard_size=max_shard_size)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="xlstm-zoo convert", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--from", dest="source", required=True, choices=("nx-ai", "hf"))
+    parser.add_argument("--from", dest="source", required=True, choices=("nx-ai", "hf", "vil"))
     parser.add_argument("--config", type=Path, help="nx-ai: their xLSTMLMModelConfig as YAML")
-    parser.add_argument("--weights", type=Path, help="nx-ai: their state_dict (.safetensors, .pt, .bin)")
+    parser.add_argument("--weights", type=Path, help="nx-ai: their state_dict (.safetensors, .pt, .bin); "
+                        "vil: a vision-lstm torch-hub file (.th)")
     parser.add_argument("--model", help="hf: a transformers xLSTM directory or hf-hub:ORG/NAME (offline cache)")
     parser.add_argument("--out", type=Path, required=True, help="the zoo checkpoint directory to write")
     parser.add_argument("--dtype", choices=DTYPES, help="dtype of the written weights (default: as read)")
     parser.add_argument("--max-shard-size", default="5GB")
     args = parser.parse_args(argv)
-    needed = ("config", "weights") if args.source == "nx-ai" else ("model",)
+    needed = {"nx-ai": ("config", "weights"), "hf": ("model",), "vil": ("weights",)}[args.source]
     missing = [f"--{name}" for name in needed if getattr(args, name) is None]
     if missing:
         parser.error(f"--from {args.source} needs {' and '.join(missing)}")
@@ -58,6 +69,8 @@ def main(argv: list[str]) -> int:
         dtype = getattr(torch, args.dtype) if args.dtype else None
         if args.source == "nx-ai":
             out = convert_nxai(args.config, args.weights, args.out, dtype=dtype, max_shard_size=args.max_shard_size)
+        elif args.source == "vil":
+            out = convert_vil(args.weights, args.out, dtype=dtype, max_shard_size=args.max_shard_size)
         else:
             out = convert_hf(args.model, args.out, dtype=dtype, max_shard_size=args.max_shard_size)
     except (CheckpointError, ConfigError, ValueError, OSError) as exc:

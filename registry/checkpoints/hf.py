@@ -23,12 +23,12 @@ MODEL_FIELDS = ("vocab_size", "num_heads", "use_bias", "norm_eps", "norm_reducti
 # never ties lm_head to the embedding, so its checkpoints hold both tensors.
 IGNORED_BY_TRANSFORMERS = ("add_out_norm", "tie_word_embeddings")
 KERNEL_FIELDS = ("chunkwise_kernel", "sequence_kernel", "step_kernel", "mode", "chunk_size", "eps",
-                 "autocast_kernel_dtype", "inference_state_dtype")
+                 "autocast_kernel_dtype", "inference_state_dtype", "max_inference_chunksize")
 SOFT_CAPS = ("gate_soft_cap", "output_logit_soft_cap")
 TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
 IGNORED = {
     # generation / runtime switches of transformers, not part of the model
-    "return_last_states", "use_cache", "max_inference_chunksize",
+    "return_last_states", "use_cache",
     # bookkeeping written by PreTrainedConfig.save_pretrained
     "architectures", "model_type", "transformers_version", "dtype", "torch_dtype", "_name_or_path",
     "output_hidden_states", "output_attentions", "return_dict", "is_encoder_decoder", "id2label", "label2id",
@@ -88,7 +88,7 @@ def transformers_incompatibilities(model) -> list[str]:
     """Why transformers' xLSTM would compute something else than `model` (empty: it computes the same)."""
     config = model.config
     if config.kind != "xlstm-large-lm":
-        return ["transformers has no NeurIPS xLSTM (kind xlstm-lm)"]
+        return [f"transformers has no model of kind {config.kind} (only xLSTM Large, kind xlstm-large-lm)"]
     reasons = [f"{name}: null (no cap) has no transformers equivalent" for name in SOFT_CAPS
                if getattr(config, name) is None]
     if not config.add_out_norm:
@@ -129,4 +129,5 @@ def to_hf_config(model) -> dict:
         "eps": kernels.eps,
         "autocast_kernel_dtype": kernels.autocast_kernel_dtype,
         "inference_state_dtype": kernels.inference_state_dtype,
+        "max_inference_chunksize": kernels.max_inference_chunksize,
     }

@@ -28,9 +28,10 @@ from tqdm import tqdm
 
 from ... import __version__
 from ...schemas.entry import SCHEMA_VERSION
-from ...schemas.models import XLSTMLargeLMConfig, XLSTMLMConfig
+from ...schemas.models import MODEL_SCHEMAS
 from ...schemas.yaml_io import dump_yaml, load_yaml, validate_document
 from ...xlstm.large import set_weight_mode, single_layout_state_dict
+from ..data.files import resolve as resolve_data_file
 from ..factory import check_fits, instantiate
 from ..index import get_config
 from .hf import from_hf_config, to_hf_config, transformers_fill
@@ -120,9 +121,9 @@ def load_zoo_yaml(path: Path):
     doc = load_yaml(path)
     model = doc.data.get("model") if isinstance(doc.data, dict) else None
     kind = model.get("kind") if isinstance(model, dict) else None
-    schema = {"xlstm-lm": XLSTMLMConfig, "xlstm-large-lm": XLSTMLargeLMConfig}.get(kind)
+    schema = MODEL_SCHEMAS.get(kind)
     if schema is None:
-        raise CheckpointError(f"{path}: expected model.kind 'xlstm-lm' or 'xlstm-large-lm', got {kind!r}")
+        raise CheckpointError(f"{path}: expected model.kind one of {', '.join(map(repr, MODEL_SCHEMAS))}, got {kind!r}")
     return validate_document(schema, doc, prefix=("model",))
 
 
@@ -164,6 +165,9 @@ def save_pretrained(model: nn.Module, directory: PathLike, *, max_shard_size: Un
     every file's sha256, comes last. Weight files of an earlier save in the same directory that the new
     index does not list are removed.
     """
+    if getattr(model, "quantization", None):
+        raise ValueError(f"save_pretrained: the model's weights are quantized ({model.quantization}); save the "
+                         "unquantized model and quantize when building (build_model(..., quantize=...))")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config
@@ -542,14 +546,15 @@ def _snapshot(repo: str, revision: str) -> tuple[Path, Optional[Path]]:
 
 def resolve_source(source: str, *, revision: Optional[str] = None,
                    files: Optional[Iterable[str]] = None) -> Path:
-    """The local directory of a weights source: `local-dir:PATH` or `hf-hub:ORG/NAME[@REVISION]`.
+    """The local directory of a weights source: `local-dir:PATH`, `zoo-data:NAME` (shipped in the package's
+    zoo/data) or `hf-hub:ORG/NAME[@REVISION]`.
 
     The hub is never contacted: the snapshot must be in the local Hugging Face cache with a config
     and every weight file. `files` names files that must be there besides (e.g. a zoo entry's list).
     """
     kind, _, rest = source.partition(":")
-    if kind == "local-dir":
-        path = Path(rest).expanduser()
+    if kind in ("local-dir", "zoo-data"):
+        path = Path(rest).expanduser() if kind == "local-dir" else resolve_data_file(source)
         if not path.is_dir():
             raise CheckpointError(f"{source}: {path} is not a directory")
         return path

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from ...schemas.recipe import DataConfig
 from .batch import IGNORE, Batch, Task
+from .digits import DigitsPixelsTask, DigitsTask
 from .formal import FormalLanguageTask
 from .mqar import MQARTask
 from .text import TextTask
 
-TASKS = {"formal-language": FormalLanguageTask, "mqar": MQARTask, "text": TextTask}
+TASKS = {"formal-language": FormalLanguageTask, "mqar": MQARTask, "text": TextTask, "digits": DigitsTask,
+         "digits-pixels": DigitsPixelsTask}
 
 
 def make_task(data: DataConfig) -> Task:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from ...schemas.recipe import FormalLanguageData
-from .batch import Batch, answer_batch, step_rng
+from .batch import Batch, Task, answer_batch, step_rng
 
 EVAL_STREAM = 1 << 20
 """Offset that keeps the evaluation seed stream apart from training steps."""
@@ -64,7 +64,7 @@ DEFAULT_VOCAB = {"parity": 3, "even_pairs": 3, "cycle_navigation": 10, "modular_
 MIN_VOCAB = {"parity": 3, "even_pairs": 3, "cycle_navigation": 6, "modular_arithmetic": 7}
 
 
-class FormalLanguageTask:
+class FormalLanguageTask(Task):
     def __init__(self, config: FormalLanguageData):
         self.config = config
         self.vocab_size = config.vocab_size or DEFAULT_VOCAB[config.task]

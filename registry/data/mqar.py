@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ...schemas.recipe import MQARData
-from .batch import IGNORE, Batch, step_rng
+from .batch import IGNORE, Batch, Task, step_rng
 
 EVAL_STREAM = 1 << 20
 
@@ -34,7 +34,7 @@ def mqar_batch(rng: np.random.Generator, count: int, length: int, pairs: int, vo
     return Batch(torch.from_numpy(seqs[:, :-1].copy()), torch.from_numpy(targets))
 
 
-class MQARTask:
+class MQARTask(Task):
     def __init__(self, config: MQARData):
         self.config = config
         self.vocab_size = config.vocab_size

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ...schemas.recipe import TextData
-from .batch import Batch, step_rng
+from .batch import Batch, Task, step_rng
 from .files import file_format, resolve
 from .tokenizers import make_tokenizer
 
@@ -37,9 +37,7 @@ def read_documents(config: TextData) -> list[str]:
     return documents
 
 
-class TextTask:
-    chance = None
-
+class TextTask(Task):
     def __init__(self, config: TextData):
         self.config = config
         corpus = "\n\n".join(read_documents(config))

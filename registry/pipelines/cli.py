@@ -7,6 +7,8 @@ import json
 import tempfile
 from pathlib import Path
 
+from ..quantize import add_quantize
+
 
 def _parser(verb: str, spec_help: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"xlstm-zoo {verb}")
@@ -37,10 +39,12 @@ def _recipe_file(spec: str, role: str) -> Path:
 
 def eval_main(argv: list[str]) -> int:
     parser = _parser("eval", "a run directory (from `train --out`), a zoo entry (its weights) or a recipe file")
+    add_quantize(parser)
     args = parser.parse_intermixed_args(argv)
     from ..data import make_task
     from .distributed import setup
     from .evaluate import evaluate
+    from ..quantize import quantize_model
     from .recipes import build, is_file_spec, load_recipe
 
     run_dir = Path(args.spec)
@@ -56,8 +60,10 @@ def eval_main(argv: list[str]) -> int:
     recipe.model = recipe.model.model_copy(update=model)
     device = setup().device
     task = make_task(recipe.data)
-    metrics = evaluate(build(recipe, task, device), task, recipe.eval.batch_size, recipe.eval.max_batches, device,
-                       recipe.train.precision)
+    model = build(recipe, task, device)
+    if args.quantize:
+        model = quantize_model(model, args.quantize)
+    metrics = evaluate(model, task, recipe.eval.batch_size, recipe.eval.max_batches, device, recipe.train.precision)
     print(json.dumps(metrics))
     return 0
 

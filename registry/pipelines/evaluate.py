@@ -1,38 +1,30 @@
-"""Validation metrics on a task's held-out batches: loss and accuracy over the positions that carry targets."""
+"""Validation metrics on a task's held-out batches, as the task's kind defines them (loss and accuracy by default)."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from ..data import IGNORE, Task
+from ..data import Task
 
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, task: Task, batch_size: int, max_batches: int | None,
              device: torch.device, precision: str) -> dict[str, float]:
     """Every process evaluates the whole set, so the numbers do not depend on the number of processes.
-
-    `scaled_accuracy` maps chance to 0 and perfect to 1, as the xLSTM paper reports formal-language results."""
+    Metric names get a `val_` prefix."""
     was_training = model.training
     model.eval()
-    loss, correct, count = 0.0, 0, 0
+    totals: dict[str, float] = {}
     for i, batch in enumerate(task.eval_batches(batch_size)):
         if max_batches is not None and i >= max_batches:
             break
         with autocast(device, precision):
-            logits = model(batch.inputs.to(device)).logits
-        targets = batch.targets.to(device)
-        mask = targets != IGNORE
-        picked = logits[mask].float()
-        loss += F.cross_entropy(picked, targets[mask], reduction="sum").item()
-        correct += (picked.argmax(-1) == targets[mask]).sum().item()
-        count += mask.sum().item()
+            output = model(batch.inputs.to(device))
+        for name, value in task.batch_stats(output, batch.targets.to(device)).items():
+            totals[name] = totals.get(name, 0.0) + value
+    metrics = {**task.metrics(totals), **task.model_metrics(model, device)}
     model.train(was_training)
-    metrics = {"val_loss": loss / count, "val_accuracy": correct / count}
-    if task.chance is not None:
-        metrics["val_scaled_accuracy"] = (metrics["val_accuracy"] - task.chance) / (1 - task.chance)
-    return metrics
+    return {f"val_{name}": value for name, value in metrics.items()}
 
 
 def autocast(device: torch.device, precision: str):

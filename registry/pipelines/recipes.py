@@ -79,10 +79,8 @@ def save_recipe(recipe: Recipe, path: Path) -> None:
 
 
 def build(recipe: Recipe, task: Task, device: torch.device) -> torch.nn.Module:
-    """The recipe's model; its vocabulary must cover the task's tokens."""
+    """The recipe's model; it must fit the task's data (vocabulary, image shape, ...)."""
     model = build_model(recipe.model.name, pretrained=recipe.model.pretrained, overrides=recipe.model.overrides,
                         device=device)
-    if model.config.vocab_size < task.vocab_size:
-        raise ValueError(f"model.vocab_size: {model.config.vocab_size} is smaller than the {task.vocab_size} "
-                         "tokens the recipe's data uses; override it in model.overrides")
+    task.check_model(model.config)
     return model

@@ -9,13 +9,12 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from ...schemas.recipe import Recipe, Schedule
 from ...xlstm.optim import param_groups
 from ..checkpoints import save_pretrained
-from ..data import IGNORE, Batch, Task, make_task
+from ..data import Batch, Task, make_task
 from . import checkpoint
 from .distributed import Dist, setup
 from .evaluate import autocast, evaluate
@@ -37,14 +36,13 @@ def lr_factor(schedule: Schedule, max_steps: int):
     return factor
 
 
-def loss_terms(model: torch.nn.Module, batch: Batch, dist: Dist, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+def loss_terms(model: torch.nn.Module, task: Task, batch: Batch, dist: Dist,
+               precision: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss to differentiate, global mean loss). The local sum is scaled by world / global target count, so
     that DDP's gradient averaging yields the gradient of the global mean: the same step as one process."""
-    targets = batch.targets.to(dist.device)
     with autocast(dist.device, precision):
-        logits = model(batch.inputs.to(dist.device)).logits
-    loss_sum = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum")
-    count = dist.sum((targets != IGNORE).sum().float())
+        loss_sum, count = task.loss(model, batch.inputs.to(dist.device), batch.targets.to(dist.device))
+    count = dist.sum(count.float())
     return loss_sum * dist.world / count, dist.sum(loss_sum.detach()) / count
 
 
@@ -92,7 +90,7 @@ def _loop(recipe, task: Task, model, wrapped, optimizer, scheduler, dist: Dist, 
     for step in range(start + 1, cfg.max_steps + 1):
         batch = task.train_batch(cfg.seed, step, cfg.batch_size)
         tokens += batch.inputs.numel()
-        loss, mean_loss = loss_terms(wrapped, batch.shard(dist.rank, dist.world), dist, cfg.precision)
+        loss, mean_loss = loss_terms(wrapped, task, batch.shard(dist.rank, dist.world), dist, cfg.precision)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip is not None:
