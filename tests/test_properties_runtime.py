@@ -34,8 +34,12 @@ class Models(dict):
 
 @pytest.fixture(scope="module")
 def models():
+    """Tiny models, run on one thread (a thread pool costs more than these matrices; restored after)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
-    return Models({name: build_model({"model": config}).eval() for name, config in CONFIGS.items()})
+    yield Models({name: build_model({"model": config}).eval() for name, config in CONFIGS.items()})
+    torch.set_num_threads(threads)
 
 
 class Embedding:
@@ -88,7 +92,7 @@ def expect(problem, argument: str, call, watch):
     assert argument in str(e.value), f"{argument!r} not named in: {e.value}"
 
 
-@settings(max_examples=100, **PROFILE)
+@settings(max_examples=300, **PROFILE)
 @given(data=st.data())
 def test_forward_runs_or_names_the_wrong_argument_before_computing(models, data):
     name = data.draw(st.sampled_from(["neurips", "large"]), label="model")
@@ -117,7 +121,7 @@ def test_forward_runs_or_names_the_wrong_argument_before_computing(models, data)
         assert out.logits.shape == (B, min(keep, S) if keep else S, VOCAB) and torch.isfinite(out.logits).all()
 
 
-@settings(max_examples=100, **PROFILE)
+@settings(max_examples=300, **PROFILE)
 @given(data=st.data())
 def test_generate_runs_or_names_the_wrong_argument_before_computing(models, data):
     model = models[data.draw(st.sampled_from(["neurips", "large"]), label="model")]
