@@ -82,15 +82,34 @@ class TextData(Schema):
 
     kind: Literal["text"] = "text"
     files: list[str] = Field(min_length=1)
-    """Paths relative to the recipe file; `zoo-data:NAME` names a corpus shipped with the package."""
+    """Paths relative to the recipe file; `zoo-data:NAME` names a corpus shipped with the package; a name
+    with `*` or `?` stands for its matches in sorted order (the shards of a corpus)."""
     format: Literal["text", "json", "parquet"] | None = None
     """None infers it from the file suffix (.txt, .jsonl/.json(.gz), .parquet)."""
     text_field: str = "text"
-    tokenizer: Literal["char", "byte", "gpt2"] = "char"
-    """char: the corpus's distinct characters; byte: UTF-8 bytes; gpt2: GPT-2 BPE from a local ranks file."""
+    tokenizer: Union[Literal["char", "byte", "gpt2"], Annotated[str, Field(pattern=r"^(local-dir|hf-hub):.+")]] = "char"
+    """char: the corpus's distinct characters; byte: UTF-8 bytes; gpt2: GPT-2 BPE from a local ranks file;
+    `local-dir:PATH` / `hf-hub:ORG/NAME`: a checkpoint's own tokenizer.json (a pretrained model's tokens)."""
     context_length: int = Field(128, ge=2)
     val_fraction: float = Field(0.1, gt=0, lt=1)
     """The last fraction of the token stream is held out for validation."""
+    sampling: Literal["windows", "packed"] = "windows"
+    """windows: each training row starts at a random offset drawn from (seed, step). packed: the documents
+    are streamed, tokenized and joined with EOS between them, the stream is cut into consecutive sequences,
+    and global sample i is sequence perm_e[i mod N] of epoch e = i // N (perm_e a permutation drawn from
+    (seed, e)): the order depends only on the global sample index, whatever the number of processes."""
+    cache_dir: str | None = None
+    """packed: keep the token stream in this folder (a .npy file named by a hash of the files and settings,
+    written atomically, memory-mapped when read), so later runs and every process skip tokenization."""
+
+    @model_validator(mode="after")
+    def _eos(self) -> TextData:
+        errors = FieldErrors()
+        if self.sampling == "packed" and self.tokenizer in ("char", "byte"):
+            errors.add(("sampling",), f"packed needs a tokenizer with an EOS token (gpt2 or a checkpoint's), "
+                       f"got {self.tokenizer!r}")
+        errors.raise_if_any()
+        return self
 
 
 class DigitsSplit(Schema):
@@ -163,7 +182,18 @@ class Train(Schema):
     log_every: int = Field(10, ge=1)
     grad_clip: float | None = Field(1.0, gt=0)
     precision: Literal["fp32", "bf16"] = "fp32"
-    """bf16 runs the forward under autocast with fp32 weights."""
+    """bf16 runs the forward under autocast with fp32 weights (under fsdp: bf16 compute copies of the
+    weights, fp32 gradient reduction)."""
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"
+    """auto: DDP when torchrun starts several processes, else one plain process; ddp; fsdp: FSDP2
+    (`fully_shard` per block, then the root). Not part of what a run computes: --resume may change it."""
+    grad_accum_steps: int = Field(1, ge=1)
+    """Micro-batches per optimizer step: each process runs batch_size / (processes x grad_accum_steps) rows
+    at a time; the step is the same as with the whole batch at once."""
+    activation_checkpointing: bool = False
+    """Recompute each block's activations in the backward pass instead of storing them (less memory)."""
+    compile: bool = False
+    """torch.compile the model (per block under fsdp)."""
 
 
 class EarlyStop(Schema):
@@ -203,5 +233,8 @@ class Recipe(Schema):
         if self.train.max_steps and self.schedule.warmup_steps > decay:
             errors.add(("schedule", "warmup_steps"), f"expected at most the decay steps ({decay}), "
                        f"got {self.schedule.warmup_steps}")
+        if self.train.batch_size % self.train.grad_accum_steps:
+            errors.add(("train", "grad_accum_steps"), f"expected a divisor of train.batch_size "
+                       f"({self.train.batch_size}), got {self.train.grad_accum_steps}")
         errors.raise_if_any()
         return self

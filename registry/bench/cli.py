@@ -2,7 +2,8 @@
 
     xlstm-zoo bench kernels [--only check,gates,chunkwise,step,slstm] [--quick] [--out benchmarks/results]
     xlstm-zoo bench generate [--batches 1,8,...] [--quantize int8-weight-only,...] [--compile]
-    xlstm-zoo bench prefill | train [--out benchmarks/results]
+    xlstm-zoo bench prefill [--lengths 8192,...] [--skip-variants]
+    xlstm-zoo bench train [--entries xlstm-125m,xlstm-350m] [--variants plain,fsdp+compile,...] [--no-peers]
 
 Kernels (kernels.py) and whole models (models.py) are timed beside the peers that are installed, in one
 run; the tables are printed and written, with the GPU and software versions, to a markdown file under --out.
@@ -34,7 +35,8 @@ def models(args) -> int:
                                      [m for m in args.compile.split(",") if m])
     elif args.what == "prefill":
         bench_models.bench_prefill(rep, [int(s) for s in args.lengths.split(",")], not args.skip_variants)
-    elif not bench_models.bench_train(rep, args.only, args.steps).main:
+    elif not bench_models.bench_train(rep, args.entries.split(","), args.variants.split(","), args.peers,
+                                      args.steps, args.batch, args.seq, args.jsonl).main:
         return 0
     _write(rep, args.what, args.out)
     return 0
@@ -55,7 +57,7 @@ def main(argv: list[str]) -> int:
     k.set_defaults(run=_kernels)
     for what, text in (("generate", "xLSTM-7B greedy decode, CUDA graph vs eager vs peer (GPU)"),
                        ("prefill", "xLSTM-7B prefill 1x2048 / 1x8192, and long prompts up to 1x1048576 (GPU)"),
-                       ("train", "~160M xLSTM Large training tokens/s, eager and compiled; DDP under torchrun")):
+                       ("train", "training tokens/s and memory of zoo entries per pipeline variant; torchrun")):
         p = sub.add_parser(what, help=text)
         p.add_argument("--out", default="benchmarks/results")
         if what in ("generate", "prefill"):
@@ -70,8 +72,15 @@ def main(argv: list[str]) -> int:
             p.add_argument("--compile", default="", help="methods also run with torch.compile'd projections "
                            "(e.g. int8-weight-only,float8-weight-only)")
         if what == "train":
-            p.add_argument("--only", default=None, help="substring of the model names to run")
-            p.add_argument("--steps", type=int, default=10)
+            from .models import TRAIN_VARIANTS
+            p.add_argument("--entries", default="xlstm-125m,xlstm-350m", help="zoo entries, comma-separated")
+            p.add_argument("--variants", default="plain,ddp,fsdp,plain+compile,fsdp+compile,plain+ac",
+                           help=f"strategy[+compile][+ac], comma-separated, of: {', '.join(TRAIN_VARIANTS)}")
+            p.add_argument("--no-peers", dest="peers", action="store_false", help="skip transformers' Llama")
+            p.add_argument("--steps", type=int, default=5, help="timed steps (after 1 + 2 warm-up steps)")
+            p.add_argument("--batch", type=int, default=16, help="rows per GPU")
+            p.add_argument("--seq", type=int, default=2048)
+            p.add_argument("--jsonl", default=None, help="also append each row here as it is measured")
         p.set_defaults(run=models)
     args = parser.parse_args(argv)
     return args.run(args)

@@ -1,22 +1,22 @@
 """Whole-model GPU benchmarks: `xlstm-zoo bench generate | prefill | train`.
 
-generate / prefill: xLSTM-7B with random weights in bf16 (performance.md section 2); train: the ~160M
-xLSTM Large model, batch 16 x 2048, bf16 autocast, fused AdamW (section 3), also under torchrun (DDP
-through the training pipeline's wrapper, tokens/s summed over ranks). Peers are columns/rows when their
-package is importable: NX-AI xlstm's xLSTMLarge (Triton kernels) and transformers' Llama. Wall times are
+generate / prefill: xLSTM-7B with random weights in bf16 (performance.md section 2); train: zoo entries
+(default the paper's 125M and 350M), 16 x 2048 tokens per GPU, bf16, wrapped by the training pipeline
+(plain, DDP, FSDP2; eager or compiled; with or without activation checkpointing), also under torchrun
+(tokens/s summed over ranks). Peers are columns/rows when their package is importable: NX-AI xlstm's
+xLSTMLarge (Triton kernels) and transformers' Llama. Wall times are
 CUDA-event medians after warm-up; floors use the copy bandwidth measured in the same run.
 """
 
 from __future__ import annotations
 
-import contextlib
+import os
 import time
 from typing import Callable, Optional
 
-from .report import Report, _copy_bandwidth, _ms, _rel
+from .report import Report, _bench, _copy_bandwidth, _ms, _rel
 
 SEVEN_B = dict(embedding_dim=4096, num_heads=8, num_blocks=32, vocab_size=50304)
-TRAIN = dict(embedding_dim=768, num_heads=4, num_blocks=12, vocab_size=50304)
 
 
 def _zoo_7b(quantize=None):
@@ -363,79 +363,154 @@ def bench_long_prefill(rep: Report, lengths):
               "tokens/s)", ["S", "ms", "tokens/s", "/ first row", "peak GiB", "peak - weights GiB"], rows)
 
 
-def _train_models(dist):
-    """(name, build) pairs, build() -> (model, forward of the DDP-wrapped model under torchrun): ours
-    eager and compiled, and the peers that are installed."""
+TRAIN_MODELS = {"xlstm-large-160m": {"model": {"kind": "xlstm-large-lm", "embedding_dim": 768, "num_heads": 4,
+                                              "num_blocks": 12, "vocab_size": 50304, "kernels": {"chunk_size": 128}}}}
+"""Training-bench models that are not zoo entries: the ~160M xLSTM Large of performance.md section 3."""
+LLAMA_PEERS = {
+    "xlstm-large-160m": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=2048),
+    "xlstm-125m": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=2048),
+    "xlstm-350m": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=2752),
+}
+"""Llama of the same size as the paper entries (arXiv 2405.04517 Table 7 baselines: 768 wide / 12 blocks /
+12 heads, 1024 / 24 / 16; 162M and 407M parameters with the untied 50304-token vocabulary); the 160M xLSTM
+Large's peer is the 125M one."""
+TRAIN_VARIANTS = tuple(f"{strategy}{compiled}{ac}" for strategy in ("plain", "ddp", "fsdp")
+                       for compiled in ("", "+compile") for ac in ("", "+ac"))
+
+
+def _matmul_tflops() -> float:
+    """The bf16 matrix-multiply rate of this GPU, measured (8192^3), for model FLOPs utilisation."""
     import torch
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    return 2 * 8192 ** 3 / (_bench(lambda: a @ a) * 1e-3) / 1e12
 
+
+def _zoo_variant(entry: str, variant: str, dist):
+    """(model, forward) for a zoo entry wrapped as the training pipeline wraps it for `variant`."""
+    from ...schemas.recipe import Train
     from ..builder import build_model
-
-    def zoo(compile):
-        def build():
-            model = build_model({"model": {"kind": "xlstm-large-lm", **TRAIN, "kernels": {"chunk_size": 128}}},
-                                device="cuda")
-            wrapped = dist.wrap(model)
-            wrapped = torch.compile(wrapped) if compile else wrapped
-            return model, (lambda ids: wrapped(ids).logits)
-        return build
-
-    out = [("zoo xLSTM Large, Triton chunkwise L=128", zoo(False)),
-           ("zoo xLSTM Large, Triton chunkwise L=128, torch.compile", zoo(True))]
-
-    with contextlib.suppress(ImportError):
-        from transformers import LlamaConfig, LlamaForCausalLM
-
-        def llama():
-            cfg = LlamaConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=12,
-                              intermediate_size=2048, vocab_size=50304, max_position_embeddings=4096,
-                              tie_word_embeddings=False)
-            with torch.device("cuda"):
-                model = LlamaForCausalLM._from_config(cfg, attn_implementation="sdpa").float()
-            wrapped = dist.wrap(model)
-            return model, (lambda ids: wrapped(input_ids=ids, use_cache=False).logits)
-        out.append(("transformers Llama (sdpa), same width/depth (peer)", llama))
-    return out
+    from ..pipelines.distributed import wrap_model
+    parts = variant.split("+")
+    train = Train(max_steps=1, batch_size=1, precision="bf16", compile="compile" in parts,
+                  activation_checkpointing="ac" in parts)
+    model = build_model(TRAIN_MODELS.get(entry, entry), device=dist.device,
+                        overrides={"model.kernels.mode": "train"} if entry == "xlstm-7b" else None)
+    wrapped = wrap_model(model, train, dist)
+    return model, (lambda ids: wrapped(ids).logits)
 
 
-def bench_train(rep: Report, only: Optional[str], steps: int, batch: int = 16, seq: int = 2048):
-    """Training steps (forward, loss, backward, fused AdamW, zero_grad); under torchrun, DDP over ranks."""
+def _llama(entry: str, compile: bool, dist):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    cfg = LlamaConfig(**LLAMA_PEERS[entry], vocab_size=50304, max_position_embeddings=4096,
+                      tie_word_embeddings=False)
+    with torch.device(dist.device):
+        model = LlamaForCausalLM._from_config(cfg, attn_implementation="sdpa").float()
+    wrapped = torch.compile(model) if compile else model
+    return model, (lambda ids: wrapped(input_ids=ids, use_cache=False).logits)
+
+
+def _train_step_ms(model, fwd, dist, batch: int, seq: int, steps: int) -> tuple[float, float, list]:
+    """(first step s, median ms/step, losses) of the loop's step: bf16 autocast forward, loss, backward,
+    global gradient norm with clipping, the divergence check's host read, fused AdamW, zero_grad.
+    One fixed batch: the loss must fall (memorisation), which shows gradients flow."""
     import torch
     import torch.nn.functional as F
 
+    from ..pipelines.distributed import clip_grad_norm
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
+    vocab = model.config.vocab_size
+    ids = torch.randint(0, vocab, (batch, seq + 1), device=dist.device,
+                        generator=torch.Generator(dist.device).manual_seed(dist.rank))
+    losses = []
+
+    def step():
+        with torch.autocast("cuda", torch.bfloat16):
+            loss = F.cross_entropy(fwd(ids[:, :-1]).float().flatten(0, 1), ids[:, 1:].flatten())
+        loss.backward()
+        norm = clip_grad_norm(model, 1.0)
+        torch.isfinite(torch.stack([loss.detach(), norm.float()])).all().item()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.detach())
+
+    tick = time.perf_counter()
+    step()
+    torch.cuda.synchronize()
+    first = time.perf_counter() - tick
+    return first, _ms(step, reps=steps, warmup=2), losses
+
+
+def bench_train(rep: Report, entries: list[str], variants: list[str], peers: bool, steps: int, batch: int = 16,
+                seq: int = 2048, jsonl: Optional[str] = None):
+    """Training steps of zoo entries under each pipeline variant (strategy, torch.compile, activation
+    checkpointing), beside transformers' Llama of the same size; under torchrun every rank runs `batch`
+    rows (weak scaling), tokens/s summed over ranks. Each row is also appended to `jsonl` as it is measured,
+    so a run cut short keeps what it measured."""
+    import json
+
+    import torch
+
     from ..pipelines.distributed import setup
-    dist = setup()
-    rows = []
-    for name, build in _train_models(dist):
-        if only and only not in name:
-            continue
+    unknown = sorted(set(variants) - set(TRAIN_VARIANTS))
+    if unknown:
+        raise ValueError(f"--variants: unknown {', '.join(unknown)}; expected some of {', '.join(TRAIN_VARIANTS)}")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rate = _matmul_tflops()
+    rows, by = [], {}
+    todo = [(e, v) for e in entries for v in [*variants, *(["llama", "llama+compile"] if peers and e in LLAMA_PEERS
+                                                            else [])] if not (v.startswith("plain") and world > 1)]
+    dist, owner = None, None
+    for entry, variant in todo:
+        strategy = variant.split("+")[0]
+        dist = setup("auto" if strategy in ("plain", "llama") else strategy)
+        owner = owner or (dist if dist.owns_group else None)
         _free()
         torch.cuda.reset_peak_memory_stats()
-        model, fwd = build()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
-        losses = []
-        # one fixed batch: the loss must fall (memorisation), which shows gradients flow
-        ids = torch.randint(0, TRAIN["vocab_size"], (batch, seq + 1), device=dist.device,
-                            generator=torch.Generator(dist.device).manual_seed(dist.rank))
+        name = f"transformers Llama (sdpa), {entry} size" if strategy == "llama" else entry
+        try:
+            model, fwd = (_llama(entry, "compile" in variant, dist) if strategy == "llama"
+                          else _zoo_variant(entry, variant, dist))
+            params = sum(p.numel() for p in model.parameters()) * (dist.world if strategy == "fsdp" else 1)
+            first, ms, losses = _train_step_ms(model, fwd, dist, batch, seq, steps)
+            tokens = dist.world * batch * seq / ms * 1e3
+            peak = torch.cuda.max_memory_allocated() / 2**30
+            mfu = 6 * params * tokens / dist.world / (rate * 1e12)
+            row = [name, variant, dist.world, f"{params / 1e6:.1f}M", ms, f"{tokens / 1e3:.1f}k", f"{first:.0f} s",
+                   peak, f"{100 * mfu:.1f}%", f"{losses[0]:.2f} -> {losses[-1]:.2f}"]
+            by[entry, variant] = tokens, peak
+            del model, fwd
+        except Exception as e:  # a variant that fails is reported, the others still run
+            row = [name, variant, dist.world, "", "", "", "", "", "", f"error: {type(e).__name__}: {str(e)[:200]}"]
+        rows.append(row)
+        if dist.main:
+            print(" | ".join(map(str, row)), flush=True)
+            if jsonl:
+                with open(jsonl, "a") as f:
+                    f.write(json.dumps(row, default=str) + "\n")
+    if dist is not None and dist.main:
+        rep.table(f"training, {world} GPU(s) x batch {batch} x {seq} per GPU, bf16, fused AdamW, clip + finite "
+                  f"check per step (MFU: 6 x params x tokens/s over the measured bf16 matmul rate "
+                  f"{rate:.0f} TFLOP/s)",
+                  ["model", "variant", "GPUs", "params", "ms/step", "tokens/s (all GPUs)", "first step",
+                   "peak GiB", "MFU", "loss"], rows)
+        rep.table("against the targets (tokens/s and peak memory ratios from the rows above)",
+                  ["entry", "FSDP2 / plain (eager)", "FSDP2 / plain (compiled)", "compiled xLSTM / compiled Llama",
+                   "AC peak memory cut (eager)", "AC tokens/s cost (eager)"],
+                  [_targets(entry, by) for entry in entries])
+    if owner is not None:
+        owner.close()
+    return dist if dist is not None else setup()
 
-        def step():
-            with torch.autocast("cuda", torch.bfloat16):
-                loss = F.cross_entropy(fwd(ids[:, :-1]).float().flatten(0, 1), ids[:, 1:].flatten())
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(loss.detach())
 
-        tick = time.perf_counter()
-        step()
-        first = time.perf_counter() - tick
-        ms = _ms(step, reps=steps, warmup=2)
-        tokens = dist.world * batch * seq / ms * 1e3
-        params = sum(p.numel() for p in model.parameters()) / 1e6
-        rows.append([name, dist.world, f"{params:.1f}M", ms, f"{tokens / 1e3:.1f}k", f"{first:.0f} s",
-                     torch.cuda.max_memory_allocated() / 2**30, f"{losses[0]:.2f} -> {losses[-1]:.2f}"])
-        del model, fwd, opt
-    if dist.main:
-        rep.table(f"training, {dist.world} GPU(s) x batch {batch} x {seq}, bf16 autocast, fused AdamW (per-rank batch)",
-                  ["model", "GPUs", "params", "ms/step", "tokens/s (all GPUs)", "first step", "peak GiB",
-                   "loss"], rows)
-    return dist
+def _targets(entry: str, by: dict) -> list:
+    def ratio(a, b, i=0):
+        return f"{by[entry, a][i] / by[entry, b][i]:.3f}" if (entry, a) in by and (entry, b) in by else "-"
+
+    def cut(a, b):
+        return f"{100 * (1 - by[entry, a][1] / by[entry, b][1]):.0f}%" if (entry, a) in by and (entry, b) in by else "-"
+
+    cost = (f"{100 * (1 - by[entry, 'plain+ac'][0] / by[entry, 'plain'][0]):.0f}%"
+            if (entry, "plain+ac") in by and (entry, "plain") in by else "-")
+    return [entry, ratio("fsdp", "plain"), ratio("fsdp+compile", "plain+compile"),
+            ratio("plain+compile", "llama+compile"), cut("plain+ac", "plain"), cost]

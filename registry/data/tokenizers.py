@@ -25,6 +25,8 @@ def check_ids(ids, vocab_size: int) -> None:
 class CharTokenizer:
     """One id per distinct character of the corpus, in sorted order (deterministic for a given corpus)."""
 
+    eos_id = None
+
     def __init__(self, corpus: str):
         self.chars = sorted(set(corpus))
         self._ids = {c: i for i, c in enumerate(self.chars)}
@@ -44,6 +46,7 @@ class CharTokenizer:
 
 class ByteTokenizer:
     vocab_size = 256
+    eos_id = None
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
@@ -57,6 +60,7 @@ class GPT2Tokenizer:
     """Byte-level BPE with GPT-2's ranks: each pre-token is merged pairwise, lowest rank first (as tiktoken)."""
 
     vocab_size = END_OF_TEXT + 1
+    eos_id = END_OF_TEXT
 
     def __init__(self):
         import regex  # GPT-2's pattern needs \p{..} classes
@@ -85,6 +89,8 @@ class GPT2Tokenizer:
 
 
 def make_tokenizer(kind: str, corpus: str):
+    if kind.startswith(("local-dir:", "hf-hub:")):
+        raise ValueError(f"data.tokenizer: checkpoint tokenizers ({kind}) are not available in this build")
     if kind == "char":
         return CharTokenizer(corpus)
     return ByteTokenizer() if kind == "byte" else GPT2Tokenizer()

@@ -1,51 +1,106 @@
-"""Resumable training state, written atomically: a run killed at any moment resumes from the last complete one.
+"""Resumable training state through torch.distributed.checkpoint: sharded, atomic, and loadable by any
+number of processes and any strategy (a 2-process FSDP2 run resumes in one plain process).
 
-A checkpoint is a folder `checkpoints/step-NNNNNNNN/` holding `trainer.pt` (model, optimizer, scheduler, RNG
-states and the step, which is also the data position since batches are drawn from (seed, step)), made of
-tensors and plain values only, so that resuming reads it with `torch.load(weights_only=True)` (no unpickling). The file
-`checkpoints/latest` names the newest one; it is replaced with an atomic rename only after the folder is
-complete, and older folders are removed after that.
+A checkpoint is a folder `checkpoints/step-NNNNNNNN/` holding DCP's files for the model weights and the
+optimizer's tensors (keyed by parameter name, so the layout of the run that wrote them does not matter) and
+`trainer.pt` (step, optimizer hyper-parameters, scheduler, RNG states), read with
+`torch.load(weights_only=True)`. DCP's own index is a pickle; it is read with an unpickler that admits
+only DCP's metadata classes, so nothing in a checkpoint can run code.
+Every process writes its shards into `step-NNNNNNNN.tmp/`; only when all have finished does rank 0 add
+`trainer.pt`, rename the folder and point `checkpoints/latest` at it (an atomic rename), then remove the
+older folders. A run killed at any moment leaves at worst a `.tmp` folder, which nothing reads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import random
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.filesystem import FileSystemReader
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+from .distributed import Dist
 
 LATEST = "latest"
+TRAINER = "trainer.pt"
 
 
-def save(root: Path, step: int, finished: bool, model: torch.nn.Module, optimizer, scheduler) -> Path:
-    """`finished` marks the end of the run (last step or early stop), so resuming it trains no further."""
-    root.mkdir(parents=True, exist_ok=True)
+@contextlib.contextmanager
+def _quiet():
+    """DCP warns that it works in a single process when no process group exists; that is intended here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*assuming the intent is to .* in a single process")
+        yield
+
+
+SAFE_GLOBALS = {("collections", "OrderedDict"), ("torch", "Size"), ("builtins", "set"),
+                ("torch.serialization", "_get_layout"), ("pathlib", "PosixPath"), ("pathlib", "WindowsPath")} | {
+    ("torch", dtype) for dtype in ("float32", "bfloat16", "float16", "float64", "int64", "int32", "uint8", "bool")}
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if module.startswith("torch.distributed.checkpoint.") or (module, name) in SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"checkpoint metadata names {module}.{name}, which is not DCP metadata")
+
+
+class _SafeReader(FileSystemReader):
+    def read_metadata(self, *args, **kwargs):
+        path = self._get_metadata_path(kwargs.get("rank"))
+        with self.fs.create_stream(path, "rb") as file:
+            metadata = _MetadataUnpickler(file).load()
+        if getattr(metadata, "storage_meta", None) is None:
+            from torch.distributed.checkpoint.metadata import StorageMeta
+            metadata.storage_meta = StorageMeta()
+        metadata.storage_meta.load_id = self.load_id
+        return metadata
+
+
+def _read(state: dict, folder: Path) -> None:
+    try:
+        with _quiet():
+            dcp.load(state, storage_reader=_SafeReader(folder))
+    except (Exception, CheckpointException) as e:  # DCP gathers every rank's failures into one (a BaseException)
+        raise ValueError(f"{folder}: not a readable training checkpoint: {e}") from e
+
+
+def save(root: Path, step: int, finished: bool, model: torch.nn.Module, optimizer, scheduler, dist: Dist) -> Path:
+    """`finished` marks the end of the run (last step or early stop), so resuming it trains no further.
+    Every process calls this (a collective under ddp/fsdp)."""
     name = f"step-{step:08d}"
     tmp = root / f"{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    torch.save(
-        {
-            "step": step,
-            "finished": finished,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_state(), "python": random.getstate()},
-        },
-        tmp / "trainer.pt",
-    )
-    shutil.rmtree(root / name, ignore_errors=True)
-    os.replace(tmp, root / name)
-    pointer = root / f"{LATEST}.tmp"
-    pointer.write_text(name)
-    os.replace(pointer, root / LATEST)
-    for old in root.iterdir():
-        if old.is_dir() and old.name != name:
-            shutil.rmtree(old)
+    if dist.main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    dist.barrier()
+    model_state, optim_state = get_state_dict(model, optimizer)
+    with _quiet():
+        dcp.save({"model": model_state, "optimizer": optim_state["state"]}, checkpoint_id=str(tmp))
+    dist.barrier()
+    if dist.main:
+        torch.save({"step": step, "finished": finished, "param_groups": optim_state["param_groups"],
+                    "scheduler": scheduler.state_dict(),
+                    "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_state(), "python": random.getstate()}},
+                   tmp / TRAINER)
+        shutil.rmtree(root / name, ignore_errors=True)
+        os.replace(tmp, root / name)
+        pointer = root / f"{LATEST}.tmp"
+        pointer.write_text(name)
+        os.replace(pointer, root / LATEST)
+        for old in root.iterdir():
+            if old.is_dir() and old.name != name:
+                shutil.rmtree(old)
+    dist.barrier()
     return root / name
 
 
@@ -55,15 +110,26 @@ def latest(root: Path) -> Path | None:
 
 
 def load(folder: Path, model: torch.nn.Module, optimizer, scheduler) -> tuple[int, bool]:
-    """Restore everything `save` wrote; returns the step to continue after and whether the run had finished."""
-    state = torch.load(folder / "trainer.pt", weights_only=True)
+    """Restore everything `save` wrote, resharded to this run's layout; returns the step to continue after
+    and whether the run had finished. Every process calls this."""
+    model_state, optim_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optimizer": optim_state["state"]}
+    _read(state, folder)
+    trainer = torch.load(folder / TRAINER, weights_only=True)
+    set_state_dict(model, optimizer, model_state_dict=state["model"],
+                   optim_state_dict={"state": state["optimizer"], "param_groups": trainer["param_groups"]})
+    scheduler.load_state_dict(trainer["scheduler"])
+    torch.set_rng_state(trainer["rng"]["torch"])
+    _set_numpy_state(trainer["rng"]["numpy"])
+    random.setstate(trainer["rng"]["python"])
+    return trainer["step"], trainer["finished"]
+
+
+def load_weights(folder: Path, model: torch.nn.Module) -> None:
+    """Only the model's weights from a checkpoint folder, into an unwrapped model (tests, inspection)."""
+    state = {"model": model.state_dict()}
+    _read(state, folder)
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"]["torch"])
-    _set_numpy_state(state["rng"]["numpy"])
-    random.setstate(state["rng"]["python"])
-    return state["step"], state["finished"]
 
 
 def _numpy_state() -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,9 +25,13 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     args = parser.parse_intermixed_args(argv)
     from .recipes import load_recipe
-    from .train import train
+    from .train import Diverged, train
 
-    metrics = train(load_recipe(_recipe_file(args.spec, "train"), args.overrides), args.out, args.resume)
+    try:
+        metrics = train(load_recipe(_recipe_file(args.spec, "train"), args.overrides), args.out, args.resume)
+    except Diverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     print(json.dumps(metrics))
     return 0
 
@@ -83,9 +88,14 @@ def reproduce_main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, help="where the runs go (default: a new temporary directory)")
     args = parser.parse_intermixed_args(argv)
     from .reproduce import reproduce, table
+    from .train import Diverged
 
     out = args.out or Path(tempfile.mkdtemp(prefix=f"xlstm-zoo-reproduce-{args.spec}-"))
-    rows = reproduce(args.spec, out, args.overrides)
+    try:
+        rows = reproduce(args.spec, out, args.overrides)
+    except Diverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     print(table(rows))
     print(f"runs in {out}")
     return 1 if any(r["passed"] is False for r in rows) else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 
@@ -13,11 +14,17 @@ class MetricsLog:
     def __init__(self, path: Path, resume_step: int | None):
         self.path = path
         kept = [r for r in read_metrics(path) if r["step"] <= resume_step] if resume_step is not None else []
-        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        path.write_text("".join(strict_json(r) + "\n" for r in kept))
 
     def write(self, record: dict) -> None:
         with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(strict_json(record) + "\n")
+
+
+def strict_json(record: dict) -> str:
+    """One JSON line that any strict parser reads: a non-finite number is written as null."""
+    clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+    return json.dumps(clean, allow_nan=False)
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -1,5 +1,7 @@
 """The training loop: AdamW on the model's weight-decay groups, warm-up + cosine schedule, gradient clipping,
-periodic evaluation with early stopping, atomic checkpoints and exact resume, metrics.jsonl and a plot."""
+gradient accumulation, periodic evaluation with early stopping, atomic checkpoints and exact resume (also on
+another number of processes), a divergence guard, metrics.jsonl and a plot. How the model is spread over
+processes is distributed.py's part (`wrap_model`)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from ...xlstm.optim import param_groups
 from ..checkpoints import save_pretrained
 from ..data import Batch, Task, make_task
 from . import checkpoint
-from .distributed import Dist, setup
+from .distributed import Dist, all_finite, clip_grad_norm, grad_sync, plain_copy, setup, wrap_model
 from .evaluate import autocast, evaluate
 from .metrics import MetricsLog, plot
 from .recipes import build, load_recipe, save_recipe
@@ -36,32 +38,52 @@ def lr_factor(schedule: Schedule, max_steps: int):
     return factor
 
 
+class Diverged(RuntimeError):
+    """A non-finite loss, gradient norm or weight: the run stops before the optimizer applies it."""
+
+
 def loss_terms(model: torch.nn.Module, task: Task, batch: Batch, dist: Dist,
                precision: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss to differentiate, global mean loss). The local sum is scaled by world / global target count, so
-    that DDP's gradient averaging yields the gradient of the global mean: the same step as one process."""
+    """(sum of the per-target losses, number of targets) of one micro-batch, as the task defines them."""
     with autocast(dist.device, precision):
-        loss_sum, count = task.loss(model, batch.inputs.to(dist.device), batch.targets.to(dist.device))
-    count = dist.sum(count.float())
-    return loss_sum * dist.world / count, dist.sum(loss_sum.detach()) / count
+        return task.loss(model, batch.inputs.to(dist.device), batch.targets.to(dist.device))
+
+
+RUNTIME_KEYS = ("strategy", "compile", "activation_checkpointing")
+"""Train settings that change how a run executes, not what it computes: --resume may change them."""
+
+
+def _same_run(a: Recipe, b: Recipe) -> bool:
+    keep = {k: getattr(a.train, k) for k in RUNTIME_KEYS}
+    return a == b.model_copy(update={"train": b.train.model_copy(update=keep)})
 
 
 def train(recipe: Recipe, out: Path, resume: bool = False) -> dict:
     """Train per the recipe into `out`; returns the final validation metrics (with the step reached)."""
-    dist = setup()
     cfg = recipe.train
-    if cfg.batch_size % dist.world:
-        raise ValueError(f"train.batch_size: {cfg.batch_size} is not divisible by {dist.world} processes")
+    dist = setup(cfg.strategy)
+    try:
+        return _train(recipe, out, resume, dist)
+    finally:
+        dist.close()
+
+
+def _train(recipe: Recipe, out: Path, resume: bool, dist: Dist) -> dict:
+    cfg = recipe.train
+    if cfg.batch_size % (dist.world * cfg.grad_accum_steps):
+        raise ValueError(f"train.batch_size: {cfg.batch_size} is not divisible by {dist.world} processes x "
+                         f"{cfg.grad_accum_steps} accumulation steps")
     torch.manual_seed(cfg.seed)
     task = make_task(recipe.data)
     model = build(recipe, task, dist.device)
+    wrapped = wrap_model(model, cfg, dist)
     optimizer = torch.optim.AdamW(param_groups(model, recipe.optimizer.weight_decay), lr=recipe.optimizer.lr,
                                   betas=recipe.optimizer.betas, eps=recipe.optimizer.eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(recipe.schedule, cfg.max_steps))
     start, finished = 0, False
     found = checkpoint.latest(out / "checkpoints") if resume else None
     if found is not None:
-        if load_recipe(out / "recipe.yaml") != recipe:
+        if not _same_run(recipe, load_recipe(out / "recipe.yaml")):
             raise ValueError(f"--resume: the recipe differs from the one {out} was started with ({out / 'recipe.yaml'})")
         start, finished = checkpoint.load(found, model, optimizer, scheduler)
     elif dist.main:
@@ -71,9 +93,10 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> dict:
     if finished:
         metrics = {"step": start, **_validate(recipe, task, model, dist)}
     else:
-        metrics = _loop(recipe, task, model, dist.wrap(model), optimizer, scheduler, dist, log, out, start)
+        metrics = _loop(recipe, task, model, wrapped, optimizer, scheduler, dist, log, out, start)
+    plain = plain_copy(model, dist)
     if dist.main:
-        save_pretrained(model, out / "model")
+        save_pretrained(plain, out / "model")
         try:
             plot(out / "metrics.jsonl", out / "metrics.png")
         except ImportError:
@@ -82,26 +105,59 @@ def train(recipe: Recipe, out: Path, resume: bool = False) -> dict:
     return metrics
 
 
+def _step(recipe, task: Task, model, wrapped, dist: Dist, step: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Forward and backward of one global batch in grad_accum_steps micro-batches; (global mean loss, gradient
+    norm, inputs in the global batch). Each micro-batch back-propagates its loss sum times the process count
+    (DDP and FSDP average gradients over processes); once all are done the gradients are divided by the
+    global batch's target count. So any process count and accumulation takes the step of one process with
+    the whole batch at once: the gradient of the global mean loss."""
+    cfg = recipe.train
+    batch = task.train_batch(cfg.seed, step, cfg.batch_size)
+    rows = cfg.batch_size // cfg.grad_accum_steps
+    totals = torch.zeros(2, device=dist.device)  # loss sum, target count
+    for i in range(cfg.grad_accum_steps):
+        micro = batch.rows(i * rows, (i + 1) * rows).shard(dist.rank, dist.world)
+        with grad_sync(model, wrapped, i == cfg.grad_accum_steps - 1):
+            loss_sum, count = loss_terms(wrapped, task, micro, dist, cfg.precision)
+            (loss_sum * dist.world).backward()
+        totals += torch.stack([loss_sum.detach().float(), count.float()])
+    loss_sum, count = dist.sum(totals)
+    for param in model.parameters():
+        if param.grad is not None:
+            param.grad.div_(count)
+    return loss_sum / count, clip_grad_norm(model, cfg.grad_clip), batch.inputs.numel()
+
+
+def _diverge(step: int, what: str, record: dict, log, out: Path):
+    """Log the step (non-finite values as null: metrics.jsonl stays strict JSON) and stop the run."""
+    if log:
+        log.write({"step": step, **record, "diverged": what})
+    kept = checkpoint.latest(out / "checkpoints")
+    raise Diverged(f"diverged at step {step}: {what}; the run stopped "
+                   f"({f'last good checkpoint: {kept}' if kept else 'no checkpoint was written'})")
+
+
 def _loop(recipe, task: Task, model, wrapped, optimizer, scheduler, dist: Dist, log, out: Path, start: int) -> dict:
     cfg, ev = recipe.train, recipe.eval
     step, metrics, stopped = start, {}, False
     tokens, tick = 0, time.perf_counter()
     bar = tqdm(total=cfg.max_steps, initial=start, disable=not dist.main, dynamic_ncols=True, desc=out.name)
     for step in range(start + 1, cfg.max_steps + 1):
-        batch = task.train_batch(cfg.seed, step, cfg.batch_size)
-        tokens += batch.inputs.numel()
-        loss, mean_loss = loss_terms(wrapped, task, batch.shard(dist.rank, dist.world), dist, cfg.precision)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        mean_loss, grad_norm, batch_tokens = _step(recipe, task, model, wrapped, dist, step)
+        tokens += batch_tokens
+        loss_value, norm_value = torch.stack([mean_loss, grad_norm.float()]).tolist()
+        if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+            _diverge(step, f"loss {loss_value}, gradient norm {norm_value} (before the update)",
+                     {"loss": loss_value, "grad_norm": norm_value}, log, out)
         lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
         scheduler.step()
         bar.update()
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             now = time.perf_counter()
-            record = {"step": step, "loss": mean_loss.item(), "lr": lr, "tokens_per_s": tokens / (now - tick)}
+            record = {"step": step, "loss": loss_value, "grad_norm": norm_value, "lr": lr,
+                      "tokens_per_s": tokens / (now - tick)}
             tokens, tick = 0, now
             bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
             if log:
@@ -110,10 +166,10 @@ def _loop(recipe, task: Task, model, wrapped, optimizer, scheduler, dist: Dist, 
             metrics = _evaluate(recipe, task, model, dist, log, step)
             stopped = ev.early_stop is not None and _reached(ev.early_stop, metrics)
         if stopped or step == cfg.max_steps or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
-            if dist.main:
-                finished = stopped or step == cfg.max_steps
-                checkpoint.save(out / "checkpoints", step, finished, model, optimizer, scheduler)
-            dist.barrier()
+            if not all_finite(model, dist):  # a finite step can still overflow the weights
+                _diverge(step, "non-finite weights after the update (not checkpointed)", {}, log, out)
+            checkpoint.save(out / "checkpoints", step, stopped or step == cfg.max_steps, model, optimizer,
+                            scheduler, dist)
         if stopped:
             break
     bar.close()
