@@ -15,7 +15,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from xlstm_zoo.registry.builder import build_model
@@ -151,7 +151,7 @@ def scratch(tmp_path_factory):
 @given(data=st.data())
 def test_edited_entries_and_recipes_validate_and_build_or_are_refused_at_a_position(scratch, data):
     source = data.draw(st.sampled_from(FILES), label="file")
-    check_file(edited_copy(scratch, source, data, syntax=data.draw(st.booleans(), label="syntax")))
+    event(check_file(edited_copy(scratch, source, data, syntax=data.draw(st.booleans(), label="syntax"))))
 
 
 @settings(max_examples=30, deadline=5000, **PROFILE)
