@@ -20,6 +20,8 @@ _API = {
     "save_pretrained": "registry.checkpoints",
     "load_checkpoint": "registry.checkpoints",
     "param_groups": "xlstm.optim",
+    "MLSTM": "xlstm.sequence",
+    "SLSTM": "xlstm.sequence",
 }
 __all__ = sorted(_API)
 

@@ -36,8 +36,8 @@ def slstm_sequence(
     c, n, h, m = (zeros if s is None else s.to(dtype) for s in (c_initial, n_initial, h_initial, m_initial))
     r, b = r.to(dtype), b.to(dtype)
     ys = []
-    for t in range(S):
-        raw = wx[:, t].to(dtype) + torch.einsum("bhd,hdge->bghe", h, r) + b.transpose(0, 1)
+    for wx_t in wx.unbind(1):  # unbind: one gradient for all steps (per-step indexing would allocate S full-size zeros)
+        raw = wx_t.to(dtype) + torch.einsum("bhd,hdge->bghe", h, r) + b.transpose(0, 1)
         h, c, n, m = slstm_pointwise(raw, c, n, m)
         ys.append(h)
     y = (torch.stack(ys, 1) if ys else wx.new_zeros(B, 0, NH, DH, dtype=dtype)).to(wx.dtype)

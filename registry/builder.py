@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -10,11 +11,13 @@ from torch import nn
 
 
 from ..schemas.yaml_io import Overrides
-from .checkpoints import load_model_dir, load_pretrained, resolve_source
+from .checkpoints import adapters, load_model_dir, load_pretrained, resolve_source
 from .checkpoints.vil import TORCH_HUB, load_torch_hub
 from .factory import instantiate
 from .index import SOURCE_PREFIXES, get_config, get_entry, looks_like_path, split_name
 from .quantize import check_quantization, quantize_model
+
+DTYPES = ("float32", "bfloat16", "float16", "float64")
 
 
 def _check_spec(spec: Any) -> None:
@@ -34,7 +37,8 @@ def build_model(spec: Any, *, pretrained: Union[bool, str] = False, overrides: O
     """Build a model.
 
     spec: a zoo name (`xlstm-125m`, or `name.tag` for a weights tag), a YAML file (an entry or a bare
-    model config), a config object, `local-dir:PATH` or `hf-hub:ORG/NAME` (a checkpoint directory).
+    model config), a config object, `local-dir:PATH` or `hf-hub:ORG/NAME` (a checkpoint directory, or an
+    adapter directory: its base with the adapter, unmerged; overrides then apply to the base).
     pretrained: load the entry's default weights (True) or those of a tag (a string), offline: from the
     Hugging Face cache, a local directory, or (Vision-LSTM) the torch hub cache.
     overrides: `{"model.num_blocks": 6}` or `["model.num_blocks=6"]`, validated like the file.
@@ -46,7 +50,13 @@ def build_model(spec: Any, *, pretrained: Union[bool, str] = False, overrides: O
     if quantize is not None:
         check_quantization(quantize)
     if isinstance(spec, str) and spec.startswith(SOURCE_PREFIXES):
-        model = load_model_dir(resolve_source(spec), device=device, dtype=dtype, overrides=overrides)
+        directory = resolve_source(spec)
+        if adapters.is_adapter_dir(directory):
+            base, overrides = adapters.read_base(directory, overrides)
+            model = adapters.attach(build_model(base.name, pretrained=base.pretrained, overrides=overrides,
+                                                device=device, dtype=dtype), directory)
+        else:
+            model = load_model_dir(directory, device=device, dtype=dtype, overrides=overrides)
     else:
         config = get_config(spec, overrides)
         if pretrained:
@@ -58,3 +68,33 @@ def build_model(spec: Any, *, pretrained: Union[bool, str] = False, overrides: O
         else:
             model = instantiate(config, device=device, dtype=dtype)
     return model if quantize is None else quantize_model(model, quantize)
+
+
+def build_for_eval(spec: Any, *, device=None, dtype: Optional[torch.dtype] = None) -> tuple[nn.Module, Optional[Path]]:
+    """The model a spec names, in eval mode, and the directory its weights came from (where a tokenizer.json
+    may be). A zoo name with weights loads them; one without is evaluated as initialised (said on stderr);
+    a built module is taken as it is."""
+    if isinstance(spec, nn.Module):
+        return spec.eval(), None
+    directory = None
+    if isinstance(spec, str) and spec.startswith(SOURCE_PREFIXES):
+        directory = resolve_source(spec)
+        model = build_model(spec, device=device, dtype=dtype)
+    elif isinstance(spec, str) and not looks_like_path(spec) and get_entry(spec).weights:
+        weights = get_entry(spec).weights_for(split_name(spec)[1])
+        if weights.source.startswith(SOURCE_PREFIXES):  # a directory (torch-hub weights are one file)
+            directory = resolve_source(weights.source, revision=weights.revision)
+        model = build_model(spec, pretrained=True, device=device, dtype=dtype)
+    else:
+        print(f"xlstm-zoo: {spec} has no weights: evaluating its random initialisation", file=sys.stderr)
+        model = build_model(spec, device=device, dtype=dtype)
+    return model.eval(), directory
+
+
+def parse_dtype(dtype: Union[str, torch.dtype, None]) -> Optional[torch.dtype]:
+    """A dtype by name; None or `auto` keeps the stored one."""
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return None if dtype == "auto" else dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: expected auto or one of {', '.join(DTYPES)}, got {dtype!r}")
+    return getattr(torch, dtype)

@@ -3,7 +3,7 @@
     xlstm-zoo ls ['xlstm-*']            xlstm-zoo show NAME [key=value ...]
     xlstm-zoo cp NAME DEST.yaml         xlstm-zoo validate FILE...
     xlstm-zoo schema [--kind K]         xlstm-zoo build NAME --dry-run [--dtype bfloat16] [key=value ...]
-    xlstm-zoo convert / train / eval / reproduce / bench ...
+    xlstm-zoo convert / train / eval / reproduce / merge / bench / lm-eval ...
 
 User errors (bad YAML, unknown names, missing files) print one line per problem and exit non-zero,
 never a traceback. ls / show / cp / validate / schema never import torch.
@@ -32,7 +32,9 @@ DELEGATED = {
     "train": "pipelines:train_main",
     "eval": "pipelines:eval_main",
     "reproduce": "pipelines:reproduce_main",
+    "merge": "pipelines:merge_main",
     "bench": "bench.cli",
+    "lm-eval": "lm_eval",
 }
 
 

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from .base import MAX_BLOCKS, MAX_FACTOR, MAX_KERNEL, MAX_WIDTH, Schema, round_up
 from .errors import FieldErrors
+from .init import InitRule, slstm_cell_rules
 
 
 class UpProjection(Schema):
@@ -102,6 +103,16 @@ class XLSTMLargeBlockConfig(Schema):
     weight_mode: Literal["single", "fused"] = "single"
     """single: separate q/k/v/o and gate projections; fused: one matrix each (same math, fewer launches)."""
 
+    @model_validator(mode="after")
+    def _check_heads(self) -> "XLSTMLargeBlockConfig":
+        errors = FieldErrors()
+        for name, dim in (("qk_dim_factor", self.qk_dim), ("v_dim_factor", self.v_dim)):
+            if dim < self.num_heads or dim % self.num_heads:
+                errors.add((name,), f"expected int(embedding_dim x {name}) = {dim} to be a positive multiple "
+                           f"of num_heads {self.num_heads}")
+        errors.raise_if_any()
+        return self
+
     @property
     def qk_dim(self) -> int:
         return int(self.embedding_dim * self.qk_dim_factor)
@@ -142,6 +153,11 @@ class XLSTMBlockStackConfig(Schema):
             return list(self.blocks)
         slstm = set(self.slstm_positions())
         return [self.slstm_block if i in slstm else self.mlstm_block for i in range(self.num_blocks)]
+
+    def slstm_rules(self, blocks: str) -> list[InitRule]:
+        """Init rules the sLSTM layers imply, for blocks named `{blocks}.{i}` (NeurIPS layout)."""
+        return [r for i, block in enumerate(self.block_configs()) if block.kind == "slstm-block"
+                for r in slstm_cell_rules(f"{blocks}.{i}.xlstm.slstm_cell", block.slstm, self.embedding_dim)]
 
     @model_validator(mode="after")
     def _check_stack(self) -> "XLSTMBlockStackConfig":

@@ -12,6 +12,7 @@ from .kernels import DType
 from .models import ModelConfig
 
 SCHEMA_VERSION = 1
+LM_EVAL_PREFIX = "lm-eval:"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
@@ -37,8 +38,10 @@ class Result(Schema):
     """A number the entry must reproduce (or that its source reports)."""
 
     task: str
+    """What was measured; `lm-eval:NAME` names an lm-evaluation-harness task, which `reproduce` runs."""
     dataset: str
     metric: str
+    """For an lm-eval task, a metric of its results (`acc`, `acc_norm`, `bits_per_byte`, or `metric,filter`)."""
     value: float
     tolerance: float = Field(0.0, ge=0)
     """|measured - value| <= tolerance passes; for `min`/`max` bounds see `compare`."""
@@ -51,7 +54,14 @@ class Result(Schema):
     """Key in the entry's `recipes` that reproduces this number."""
     weights: Optional[str] = None
     """Weights tag the number belongs to."""
+    num_fewshot: Optional[int] = Field(None, ge=0)
+    """Few-shot examples of an lm-eval task (None: the task's default)."""
     notes: str = ""
+
+    @property
+    def lm_eval_task(self) -> Optional[str]:
+        """The lm-eval task name of `task: lm-eval:NAME`, else None."""
+        return self.task[len(LM_EVAL_PREFIX):] if self.task.startswith(LM_EVAL_PREFIX) else None
 
 
 Capability = Literal["generate", "stateful-step", "train", "hf-interop", "nx-ai-interop"]
@@ -84,6 +94,14 @@ class ZooEntry(Schema):
                            f"got {result.recipe!r}")
             if result.weights is not None and result.weights not in tags:
                 errors.add(("results", j, "weights"), f"expected one of the weight tags {tags}, got {result.weights!r}")
+            if result.task.startswith(LM_EVAL_PREFIX) and not result.lm_eval_task:
+                errors.add(("results", j, "task"), f"expected {LM_EVAL_PREFIX}TASK_NAME, got {result.task!r}")
+            if result.num_fewshot is not None and not result.lm_eval_task:
+                errors.add(("results", j, "num_fewshot"), f"expected a task {LM_EVAL_PREFIX}NAME with num_fewshot, "
+                           f"got task {result.task!r}")
+            if result.lm_eval_task and result.status == "reproduced" and result.recipe is None and not self.weights:
+                errors.add(("results", j, "recipe"), "expected the recipe that trains the model (or entry weights) "
+                           "for a reproduced lm-eval result, got none")
         errors.raise_if_any()
         return self
 

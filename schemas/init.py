@@ -9,6 +9,7 @@ stacked (registry.builder.instantiate).
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field
@@ -163,3 +164,13 @@ TRANSFORMERS_RULES = [
     rule("*.mlstm_layer.fgate_preact.bias", BiasLinspace(start=3.0, end=6.0)),
     rule("*.mlstm_layer.out_proj.weight", WangInit()),
 ]
+
+
+def slstm_cell_rules(cell: str, layer, dim: int) -> list[InitRule]:
+    """The rules an sLSTM layer's `bias_init` / `recurrent_weight_init` (SLSTMCellConfig) imply for the
+    cell named `cell` (a parameter-name prefix) in a model of width `dim`."""
+    bound = 1 / math.sqrt(dim)
+    bias = {"powerlaw_blockdependent": PowerLawBlockDependent(), "small_init": BiasLinspace(start=3.0, end=6.0, gate="f"),
+            "standard": Uniform(low=-bound, high=bound), "zeros": Zeros()}[layer.bias_init]
+    recurrent = {"zeros": Zeros(), "standard": Uniform(low=-bound, high=bound)}[layer.recurrent_weight_init]
+    return [rule(f"{cell}.bias", bias), rule(f"{cell}.recurrent_kernel", recurrent)]

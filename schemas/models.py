@@ -1,8 +1,8 @@
-"""Whole models by kind: the NeurIPS xLSTM (`xlstm-lm`), xLSTM Large / 7B (`xlstm-large-lm`), Vision-LSTM (`vil`)."""
+"""Whole models by kind: the NeurIPS xLSTM (`xlstm-lm`), xLSTM Large / 7B (`xlstm-large-lm`), Vision-LSTM (`vil`),
+backbones for continuous inputs (`xlstm-backbone`, schemas/sequence.py) and the TiRex forecaster (`tirex`)."""
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field, model_validator
@@ -10,11 +10,10 @@ from pydantic import Field, model_validator
 from .base import MAX_BLOCKS, MAX_VOCAB, Schema
 from .blocks import XLSTMBlockStackConfig, XLSTMLargeBlockConfig
 from .errors import FieldErrors
-from .init import (
-    NEURIPS_RULES, TRANSFORMERS_RULES, XLSTM_7B_RULES, BiasLinspace, InitConfig, InitRule, PowerLawBlockDependent,
-    Uniform, Zeros, rule,
-)
+from .forecast import TiRexConfig
+from .init import NEURIPS_RULES, TRANSFORMERS_RULES, XLSTM_7B_RULES, InitConfig, InitRule
 from .kernels import KernelConfig
+from .sequence import XLSTMBackboneConfig
 from .vision import ViLConfig
 from .weight_decay import DecayRule, WeightDecayConfig, neurips_rules, xlstm_7b_rules
 
@@ -62,17 +61,7 @@ class XLSTMLMConfig(XLSTMBlockStackConfig, TokenIds):
     def init_rules(self) -> list[InitRule]:
         """Effective init rules: preset, then what the sLSTM layers ask for, then the user's rules."""
         preset = NEURIPS_RULES if self.init.preset == "reference" else []
-        implied = []
-        for i, block in enumerate(self.block_configs()):
-            if block.kind != "slstm-block" or self.init.preset == "torch_default":
-                continue
-            cell = f"xlstm_block_stack.blocks.{i}.xlstm.slstm_cell"
-            bound = 1 / math.sqrt(self.embedding_dim)
-            bias = {"powerlaw_blockdependent": PowerLawBlockDependent(),
-                    "small_init": BiasLinspace(start=3.0, end=6.0, gate="f"),
-                    "standard": Uniform(low=-bound, high=bound), "zeros": Zeros()}[block.slstm.bias_init]
-            recurrent = {"zeros": Zeros(), "standard": Uniform(low=-bound, high=bound)}[block.slstm.recurrent_weight_init]
-            implied += [rule(f"{cell}.bias", bias), rule(f"{cell}.recurrent_kernel", recurrent)]
+        implied = [] if self.init.preset == "torch_default" else self.slstm_rules("xlstm_block_stack.blocks")
         return [*preset, *implied, *self.init.rules]
 
     def decay_rules(self) -> list[DecayRule]:
@@ -98,16 +87,6 @@ class XLSTMLargeLMConfig(XLSTMLargeBlockConfig, TokenIds):
     init: InitConfig = InitConfig()
     weight_decay: WeightDecayConfig = WeightDecayConfig()
 
-    @model_validator(mode="after")
-    def _check(self) -> "XLSTMLargeLMConfig":
-        errors = FieldErrors()
-        for name, dim in (("qk_dim_factor", self.qk_dim), ("v_dim_factor", self.v_dim)):
-            if dim < self.num_heads or dim % self.num_heads:
-                errors.add((name,), f"expected int(embedding_dim x {name}) = {dim} to be a positive multiple "
-                           f"of num_heads {self.num_heads}")
-        errors.raise_if_any()
-        return self
-
     def init_rules(self) -> list[InitRule]:
         preset = {"reference": XLSTM_7B_RULES, "xlstm-7b": XLSTM_7B_RULES, "transformers": TRANSFORMERS_RULES,
                   "torch_default": []}[self.init.preset]
@@ -120,6 +99,8 @@ class XLSTMLargeLMConfig(XLSTMLargeBlockConfig, TokenIds):
         return [*preset, *self.weight_decay.rules]
 
 
-MODEL_SCHEMAS: dict[str, type] = {"xlstm-lm": XLSTMLMConfig, "xlstm-large-lm": XLSTMLargeLMConfig, "vil": ViLConfig}
+MODEL_SCHEMAS: dict[str, type] = {"xlstm-lm": XLSTMLMConfig, "xlstm-large-lm": XLSTMLargeLMConfig, "vil": ViLConfig,
+                                  "xlstm-backbone": XLSTMBackboneConfig, "tirex": TiRexConfig}
 """Each model kind's schema (checkpoint readers pick one by the `kind` they find)."""
-ModelConfig = Annotated[Union[XLSTMLMConfig, XLSTMLargeLMConfig, ViLConfig], Field(discriminator="kind")]
+ModelConfig = Annotated[Union[XLSTMLMConfig, XLSTMLargeLMConfig, ViLConfig, XLSTMBackboneConfig, TiRexConfig],
+                        Field(discriminator="kind")]

@@ -112,6 +112,29 @@ class TextData(Schema):
         return self
 
 
+class InstructionData(Schema):
+    """Instruction tuning: records with a prompt and a response; the loss is on the response tokens only.
+
+    A sample is the prompt's tokens, then the response's (then EOS where the tokenizer has one), as they are: any
+    template or separator is part of the data. Records are split into train and validation by position.
+    """
+
+    kind: Literal["instructions"] = "instructions"
+    files: list[str] = Field(min_length=1)
+    """JSON lines or parquet files, paths relative to the recipe file (`zoo-data:NAME` as for text)."""
+    format: Literal["json", "parquet"] | None = None
+    """None infers it from the file suffix."""
+    prompt_field: str = "prompt"
+    response_field: str = "response"
+    tokenizer: Union[Literal["char", "byte", "gpt2"], Annotated[str, Field(pattern=r"^(local-dir|hf-hub):.+")]] = "gpt2"
+    """As for text, or a checkpoint directory's tokenizer.json (`local-dir:PATH`, `hf-hub:ORG/NAME` from the local
+    cache): the base model's own tokens."""
+    context_length: int = Field(2048, ge=2)
+    """Samples longer than this are cut at the end (of the response); batches are padded to their longest."""
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    """The last fraction of the records is held out for validation."""
+
+
 class DigitsSplit(Schema):
     """scikit-learn's bundled digits (1,797 8x8 images, 10 classes; read from the wheel, no network), split
     into train and test stratified by class with a fixed seed."""
@@ -147,8 +170,64 @@ class DigitsPixelsData(DigitsSplit):
     """Seed of the sampling."""
 
 
-DataConfig = Annotated[Union[FormalLanguageData, MQARData, TextData, DigitsData, DigitsPixelsData],
+SERIES = ("statsmodels:co2",)
+
+
+class SeriesData(Schema):
+    """Forecasting one bundled univariate series: train on windows of its past, score the last `test_length`
+    steps forecast from everything before them (MASE, quantile losses, and the seasonal-naive baseline's)."""
+
+    kind: Literal["series"] = "series"
+    series: Literal[SERIES]
+    """statsmodels:co2: weekly Mauna Loa CO2, 1958-2001, 2,284 weeks, 59 missing (needs the `timeseries` extra)."""
+    test_length: int = Field(104, ge=1)
+    """Held-out steps at the end: the forecast horizon that is scored and trained for."""
+    season_length: int = Field(52, ge=1)
+    """Period of the seasonal-naive forecast and of MASE's in-sample scale."""
+    context_length: int = Field(512, ge=1)
+    """Steps of history in each training window (the model may use fewer: its own context_length)."""
+    min_context: int = Field(64, ge=1)
+    """Training windows end no earlier than this many steps into the series."""
+
+    @model_validator(mode="after")
+    def _fits(self) -> SeriesData:
+        errors = FieldErrors()
+        if self.min_context > self.context_length:
+            errors.add(("min_context",), f"expected at most context_length ({self.context_length}), got {self.min_context}")
+        errors.raise_if_any()
+        return self
+
+
+DataConfig = Annotated[Union[FormalLanguageData, MQARData, TextData, InstructionData, DigitsData, DigitsPixelsData,
+                             SeriesData],
                        Field(discriminator="kind")]
+
+
+LORA_TARGETS = {
+    "xlstm-lm": ["xlstm.proj_up", "xlstm.proj_down"],
+    "xlstm-large-lm": ["mlstm_layer.q", "mlstm_layer.k", "mlstm_layer.v", "mlstm_layer.ogate_preact",
+                       "mlstm_layer.out_proj"],
+}
+"""Default LoRA targets per model family: the mLSTM layers' projections. NeurIPS xLSTM: the up and down
+projections of the mLSTM layers (its q/k/v are block-diagonal, not nn.Linear; sLSTM layers have none).
+xLSTM Large: q, k, v, the output gate and out_proj (not the scalar per-head i/f gates, nor the FFN)."""
+
+
+class LoRA(Schema):
+    """Low-rank adapters (through peft) on nn.Linear modules of a frozen base: W x + (alpha / rank) B A x."""
+
+    kind: Literal["lora"] = "lora"
+    rank: int = Field(16, ge=1)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout on the adapter's input."""
+    target_modules: list[str] | None = Field(None, min_length=1)
+    """Module names or fnmatch patterns, matched against the full name and its dotted suffixes (`mlstm_layer.q`
+    matches `backbone.blocks.3.mlstm_layer.q`); each must match an nn.Linear. None: the family's default,
+    the mLSTM projections (xlstm-lm: xlstm.proj_up, xlstm.proj_down; xlstm-large-lm: mlstm_layer.q, .k, .v,
+    .ogate_preact, .out_proj)."""
+    base_dtype: Literal["float32", "bfloat16"] = "float32"
+    """dtype of the frozen base weights; the adapter's weights stay float32."""
 
 
 class Optimizer(Schema):
@@ -223,6 +302,9 @@ class Recipe(Schema):
     schedule: Schedule = Schedule()
     train: Train
     eval: Eval = Eval()
+    adapter: LoRA | None = None
+    """Fine-tune adapters on a frozen base instead of all weights; the base must have weights
+    (`model.pretrained` or a `local-dir:` checkpoint)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
@@ -233,6 +315,12 @@ class Recipe(Schema):
         if self.train.max_steps and self.schedule.warmup_steps > decay:
             errors.add(("schedule", "warmup_steps"), f"expected at most the decay steps ({decay}), "
                        f"got {self.schedule.warmup_steps}")
+        if self.adapter and not (self.model.pretrained or self.model.name.startswith("local-dir:")):
+            errors.add(("adapter",), "expected a base with weights (model.pretrained, or model.name "
+                       f"'local-dir:PATH'), got the fresh init of {self.model.name!r}")
+        if self.adapter and self.train.strategy == "fsdp":
+            errors.add(("train", "strategy"), "expected auto or ddp with an adapter (its frozen base is not "
+                       "sharded), got fsdp")
         if self.train.batch_size % self.train.grad_accum_steps:
             errors.add(("train", "grad_accum_steps"), f"expected a divisor of train.batch_size "
                        f"({self.train.batch_size}), got {self.train.grad_accum_steps}")

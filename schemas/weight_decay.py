@@ -38,3 +38,11 @@ def xlstm_7b_rules(embedding: str) -> list[DecayRule]:
         DecayRule(params="*norm*", decay=False),
         DecayRule(params=embedding, decay=False),
     ]
+
+
+def dense_decay_rules(config: WeightDecayConfig) -> list[DecayRule]:
+    """Models without an embedding (backbones, forecasters): every dense kernel decays (input projection and
+    head included), norms and biases do not; `none` decays nothing. The user's rules come last."""
+    preset = [] if config.preset == "none" else [DecayRule(params="*.weight", decay=True),
+                                                 DecayRule(params="*norm*", decay=False)]
+    return [*preset, *config.rules]

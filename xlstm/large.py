@@ -93,10 +93,11 @@ class MLSTMLayerLarge(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    def __init__(self, config: XLSTMLargeBlockConfig):
+    """proj_down(SiLU(proj_up_gate x) * proj_up x); fused: both up projections as one matrix."""
+
+    def __init__(self, D: int, F_: int, bias: bool = False, fused: bool = False):
         super().__init__()
-        D, F_, bias = config.embedding_dim, config.ffn_dim, config.use_bias
-        self.fused = config.weight_mode == "fused"
+        self.fused = fused
         if self.fused:
             self.proj_up_gate_z = nn.Linear(D, 2 * F_, bias=bias)
         else:
@@ -124,7 +125,7 @@ class XLSTMLargeBlock(nn.Module):
         self.norm_mlstm = norm()
         self.mlstm_layer = MLSTMLayerLarge(config, kernels)
         self.norm_ffn = norm()
-        self.ffn = SwiGLU(config)
+        self.ffn = SwiGLU(config.embedding_dim, config.ffn_dim, config.use_bias, config.weight_mode == "fused")
         self.pointwise = kernels.pointwise_kernel
         self.fusable = not config.use_bias and config.norm_reduction_force_float32
         if self.pointwise == "triton" and not self.fusable:

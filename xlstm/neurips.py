@@ -7,7 +7,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..schemas.blocks import MLSTMBlockConfig, SLSTMBlockConfig
+from ..schemas.blocks import MLSTMBlockConfig, SLSTMBlockConfig, XLSTMBlockStackConfig
+from ..schemas.kernels import KernelConfig
 from ..schemas.models import XLSTMLMConfig
 from .layers import Embedding, GatedFeedForward
 from .mlstm import MLSTMLayer
@@ -21,14 +22,14 @@ from .state import LMOutput, LMState, lm_forward, run_blocks
 class XLSTMBlock(nn.Module):
     """Pre-norm residual block: x + layer(norm(x)), then optionally x + ffn(norm(x))."""
 
-    def __init__(self, block: MLSTMBlockConfig | SLSTMBlockConfig, config: XLSTMLMConfig):
+    def __init__(self, block: MLSTMBlockConfig | SLSTMBlockConfig, config: XLSTMBlockStackConfig, kernels: KernelConfig):
         super().__init__()
         D = config.embedding_dim
         self.xlstm_norm = LayerNorm(D, eps=config.norm_eps)
         if block.kind == "mlstm-block":
-            self.xlstm = MLSTMLayer(block.mlstm, D, config.kernels, config.bias, config.dropout, config.norm_eps)
+            self.xlstm = MLSTMLayer(block.mlstm, D, kernels, config.bias, config.dropout, config.norm_eps)
         else:
-            self.xlstm = SLSTMLayer(block.slstm, D, config.kernels, config.dropout, config.norm_eps)
+            self.xlstm = SLSTMLayer(block.slstm, D, kernels, config.dropout, config.norm_eps)
         ffn = block.feedforward
         if ffn is not None:
             self.ffn_norm = LayerNorm(D, eps=config.norm_eps)
@@ -46,9 +47,9 @@ class XLSTMBlock(nn.Module):
 
 
 class XLSTMBlockStack(nn.Module):
-    def __init__(self, config: XLSTMLMConfig):
+    def __init__(self, config: XLSTMBlockStackConfig, kernels: KernelConfig):
         super().__init__()
-        self.blocks = nn.ModuleList(XLSTMBlock(b, config) for b in config.block_configs())
+        self.blocks = nn.ModuleList(XLSTMBlock(b, config, kernels) for b in config.block_configs())
         self.post_blocks_norm = LayerNorm(config.embedding_dim, eps=config.norm_eps) if config.add_post_blocks_norm \
             else nn.Identity()
 
@@ -65,7 +66,7 @@ class XLSTMLM(GenerationMixin, nn.Module):
         self.config = config
         self.token_embedding = Embedding(config.vocab_size, config.embedding_dim)
         self.emb_dropout = nn.Dropout(config.dropout) if config.add_embedding_dropout else nn.Identity()
-        self.xlstm_block_stack = XLSTMBlockStack(config)
+        self.xlstm_block_stack = XLSTMBlockStack(config, config.kernels)
         self.lm_head = nn.Linear(config.embedding_dim, config.vocab_size, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.token_embedding.weight

@@ -3,6 +3,7 @@
     xlstm-zoo bench kernels [--only check,gates,chunkwise,step,slstm] [--quick] [--out benchmarks/results]
     xlstm-zoo bench generate [--batches 1,8,...] [--quantize int8-weight-only,...] [--compile]
     xlstm-zoo bench prefill [--lengths 8192,...] [--skip-variants]
+    xlstm-zoo bench lora [--steps 5]
     xlstm-zoo bench train [--entries xlstm-125m,xlstm-350m] [--variants plain,fsdp+compile,...] [--no-peers]
 
 Kernels (kernels.py) and whole models (models.py) are timed beside the peers that are installed, in one
@@ -17,7 +18,7 @@ from .report import Report, _versions, _write
 
 
 def models(args) -> int:
-    """generate / prefill / train (models.py)."""
+    """generate / prefill / train (models.py), lora (lora.py)."""
     import torch
 
     from . import models as bench_models
@@ -35,6 +36,9 @@ def models(args) -> int:
                                      [m for m in args.compile.split(",") if m])
     elif args.what == "prefill":
         bench_models.bench_prefill(rep, [int(s) for s in args.lengths.split(",")], not args.skip_variants)
+    elif args.what == "lora":
+        from .lora import bench_lora
+        bench_lora(rep, args.steps)
     elif not bench_models.bench_train(rep, args.entries.split(","), args.variants.split(","), args.peers,
                                       args.steps, args.batch, args.seq, args.jsonl).main:
         return 0
@@ -57,7 +61,8 @@ def main(argv: list[str]) -> int:
     k.set_defaults(run=_kernels)
     for what, text in (("generate", "xLSTM-7B greedy decode, CUDA graph vs eager vs peer (GPU)"),
                        ("prefill", "xLSTM-7B prefill 1x2048 / 1x8192, and long prompts up to 1x1048576 (GPU)"),
-                       ("train", "training tokens/s and memory of zoo entries per pipeline variant; torchrun")):
+                       ("train", "training tokens/s and memory of zoo entries per pipeline variant; torchrun"),
+                       ("lora", "xLSTM-7B LoRA fine-tuning steps/s and peak memory, batch 4 x 2048 (GPU)")):
         p = sub.add_parser(what, help=text)
         p.add_argument("--out", default="benchmarks/results")
         if what in ("generate", "prefill"):
@@ -81,6 +86,8 @@ def main(argv: list[str]) -> int:
             p.add_argument("--batch", type=int, default=16, help="rows per GPU")
             p.add_argument("--seq", type=int, default=2048)
             p.add_argument("--jsonl", default=None, help="also append each row here as it is measured")
+        if what == "lora":
+            p.add_argument("--steps", type=int, default=5)
         p.set_defaults(run=models)
     args = parser.parse_args(argv)
     return args.run(args)

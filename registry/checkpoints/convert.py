@@ -1,6 +1,7 @@
-"""`xlstm-zoo convert`: checkpoints of NX-AI's `xlstm`, transformers or NX-AI/vision-lstm into zoo directories.
+"""`xlstm-zoo convert`: checkpoints of NX-AI's `xlstm`, TiRex, transformers or NX-AI/vision-lstm into zoo directories.
 
     xlstm-zoo convert --from nx-ai --config CFG.yaml --weights W.safetensors|W.pt --out DIR
+    xlstm-zoo convert --from tirex --weights model.ckpt --out DIR
     xlstm-zoo convert --from hf --model DIR|hf-hub:ORG/NAME --out DIR
     xlstm-zoo convert --from vil --weights vil2_tiny16_e800_in1k.th --out DIR   (architecture read off the shapes)
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from ...schemas.errors import ConfigError
 from .store import CheckpointError, iter_tensors, load_model_dir, load_tensors, resolve_source, save_pretrained
 from .nxai import convert_nxai_state, read_nxai_yaml
+from .tirex import convert_tirex_state, read_tirex_checkpoint
 from .vil import infer_vil_config, load_vil, read_vil
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -31,6 +33,16 @@ def convert_nxai(config_path: Path, weights_path: Path, out: Path, *, dtype=None
     model = instantiate(config, device="meta", dtype=dtype or torch.float32)
     tensors = convert_nxai_state(iter_tensors(weights_path), config, backend)
     load_tensors(model, tensors, strict=True, source=str(weights_path))
+    return save_pretrained(model, out, max_shard_size=max_shard_size)
+
+
+def convert_tirex(weights_path: Path, out: Path, *, dtype=None, max_shard_size="5GB") -> Path:
+    """Convert a TiRex `model.ckpt` (its hyper-parameters are in the file)."""
+    from ..factory import instantiate
+
+    config, state = read_tirex_checkpoint(weights_path)
+    model = instantiate(config, device="meta", dtype=dtype or next(iter(state.values())).dtype)
+    load_tensors(model, convert_tirex_state(state, config), strict=True, source=str(weights_path))
     return save_pretrained(model, out, max_shard_size=max_shard_size)
 
 
@@ -50,16 +62,16 @@ def convert_vil(weights_path: Path, out: Path, *, dtype=None, max_shard_size="5G
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="xlstm-zoo convert", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--from", dest="source", required=True, choices=("nx-ai", "hf", "vil"))
+    parser.add_argument("--from", dest="source", required=True, choices=("nx-ai", "tirex", "hf", "vil"))
     parser.add_argument("--config", type=Path, help="nx-ai: their xLSTMLMModelConfig as YAML")
     parser.add_argument("--weights", type=Path, help="nx-ai: their state_dict (.safetensors, .pt, .bin); "
-                        "vil: a vision-lstm torch-hub file (.th)")
+                        "tirex: model.ckpt; vil: a vision-lstm torch-hub file (.th)")
     parser.add_argument("--model", help="hf: a transformers xLSTM directory or hf-hub:ORG/NAME (offline cache)")
     parser.add_argument("--out", type=Path, required=True, help="the zoo checkpoint directory to write")
     parser.add_argument("--dtype", choices=DTYPES, help="dtype of the written weights (default: as read)")
     parser.add_argument("--max-shard-size", default="5GB")
     args = parser.parse_args(argv)
-    needed = {"nx-ai": ("config", "weights"), "hf": ("model",), "vil": ("weights",)}[args.source]
+    needed = {"nx-ai": ("config", "weights"), "tirex": ("weights",), "hf": ("model",), "vil": ("weights",)}[args.source]
     missing = [f"--{name}" for name in needed if getattr(args, name) is None]
     if missing:
         parser.error(f"--from {args.source} needs {' and '.join(missing)}")
@@ -69,6 +81,8 @@ def main(argv: list[str]) -> int:
         dtype = getattr(torch, args.dtype) if args.dtype else None
         if args.source == "nx-ai":
             out = convert_nxai(args.config, args.weights, args.out, dtype=dtype, max_shard_size=args.max_shard_size)
+        elif args.source == "tirex":
+            out = convert_tirex(args.weights, args.out, dtype=dtype, max_shard_size=args.max_shard_size)
         elif args.source == "vil":
             out = convert_vil(args.weights, args.out, dtype=dtype, max_shard_size=args.max_shard_size)
         else:

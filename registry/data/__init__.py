@@ -10,11 +10,13 @@ from ...schemas.recipe import DataConfig
 from .batch import IGNORE, Batch, Task
 from .digits import DigitsPixelsTask, DigitsTask
 from .formal import FormalLanguageTask
+from .instructions import InstructionTask
 from .mqar import MQARTask
+from .series import SeriesTask
 from .text import TextTask
 
 TASKS = {"formal-language": FormalLanguageTask, "mqar": MQARTask, "text": TextTask, "digits": DigitsTask,
-         "digits-pixels": DigitsPixelsTask}
+         "digits-pixels": DigitsPixelsTask, "instructions": InstructionTask, "series": SeriesTask}
 
 
 def make_task(data: DataConfig) -> Task:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -21,3 +22,12 @@ def file_format(path: Path) -> str:
     if not suffixes:
         raise ValueError(f"data.format: cannot infer the format of {path}; set it to text, json or parquet")
     return SUFFIX_FORMATS[suffixes[-1]]
+
+
+def data_files(config) -> Iterator[tuple[Path, str]]:
+    """(path, format) of each of a data section's `files`, each checked to exist."""
+    for file in config.files:
+        path = resolve(file)
+        if not path.is_file():
+            raise FileNotFoundError(f"data.files: {path} does not exist")
+        yield path, config.format or file_format(path)

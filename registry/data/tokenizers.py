@@ -1,10 +1,13 @@
-"""Offline tokenizers: characters of the corpus, UTF-8 bytes, or GPT-2 BPE from the shipped ranks file."""
+"""Offline tokenizers: characters of the corpus, UTF-8 bytes, GPT-2 BPE from the shipped ranks file, or a
+Hugging Face tokenizer.json. Each has `vocab_size`, `encode`, `decode` and `eos_id` (None: it has none)."""
 
 from __future__ import annotations
 
 import base64
 import gzip
+import json
 from functools import lru_cache
+from pathlib import Path
 
 from .files import resolve
 
@@ -89,8 +92,102 @@ class GPT2Tokenizer:
 
 
 def make_tokenizer(kind: str, corpus: str):
+    """char (from the corpus), byte, gpt2, or `local-dir:PATH` / `hf-hub:ORG/NAME[@REV]`: a checkpoint's
+    tokenizer.json (the hub read offline)."""
     if kind.startswith(("local-dir:", "hf-hub:")):
-        raise ValueError(f"data.tokenizer: checkpoint tokenizers ({kind}) are not available in this build")
+        return HFTokenizer(checkpoint_tokenizer(kind))
     if kind == "char":
         return CharTokenizer(corpus)
     return ByteTokenizer() if kind == "byte" else GPT2Tokenizer()
+
+
+class HFTokenizer:
+    """A Hugging Face `tokenizer.json` through the `tokenizers` library (offline). Text is encoded without
+    special tokens: the caller prepends BOS where the model's config asks for it."""
+
+    def __init__(self, path: Path):
+        try:
+            from tokenizers import Tokenizer
+        except ImportError as e:
+            raise ImportError("a tokenizer.json needs the `tokenizers` package: pip install 'xlstm-zoo[eval]'") from e
+        self._tokenizer = Tokenizer.from_file(str(path))
+        self.vocab_size = max(self._tokenizer.get_vocab(with_added_tokens=True).values()) + 1
+        special = _special_tokens(path.parent)
+        self.eos_id = self._token_id(special.get("eos_token"))
+        if self.eos_id is None and (path.parent / "config.json").is_file():  # a model checkpoint's own EOS
+            self.eos_id = json.loads((path.parent / "config.json").read_text()).get("eos_token_id")
+        self.bos_id = self._token_id(special.get("bos_token"))
+
+    def _token_id(self, token) -> int | None:
+        if isinstance(token, dict):
+            token = token.get("content")
+        return None if token is None else self._tokenizer.token_to_id(token)
+
+    def encode(self, text: str) -> list[int]:
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tokenizer.decode(ids, skip_special_tokens=True)
+
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def _special_tokens(directory: Path) -> dict:
+    """bos/eos tokens as transformers writes them (tokenizer_config.json, else special_tokens_map.json)."""
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        if (directory / name).is_file():
+            return json.loads((directory / name).read_text())
+    return {}
+
+
+def checkpoint_tokenizer(source: str) -> Path:
+    """The tokenizer.json of `local-dir:DIR` or `hf-hub:ORG/NAME[@REV]` (from the local Hugging Face cache)."""
+    kind, _, rest = source.partition(":")
+    if kind == "local-dir":
+        path = Path(rest).expanduser() / TOKENIZER_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"tokenizer: {source} has no {TOKENIZER_FILE} ({path} does not exist)")
+        return path
+    from huggingface_hub import try_to_load_from_cache
+
+    repo, _, revision = rest.partition("@")
+    found = try_to_load_from_cache(repo, TOKENIZER_FILE, revision=revision or None)
+    if not isinstance(found, str):
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        raise FileNotFoundError(f"tokenizer: hf-hub:{repo} has no {TOKENIZER_FILE} in the local Hugging Face cache "
+                                f"{HF_HUB_CACHE} (read offline; download it first, e.g. `huggingface-cli download {repo}`)")
+    return Path(found)
+
+
+def _byte_symbols() -> list[str]:
+    """GPT-2's printable stand-in for each byte value (byte-level BPE vocabularies are written in these)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    symbols, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            symbols[byte] = chr(byte)
+        else:
+            symbols[byte] = chr(256 + extra)
+            extra += 1
+    return [symbols[b] for b in range(256)]
+
+
+def save_byte_tokenizer(directory: Path, eos_token: str = "<|endoftext|>") -> Path:
+    """Write the byte tokenizer as a Hugging Face tokenizer (tokenizer.json + tokenizer_config.json): ids 0-255
+    are the bytes, as ByteTokenizer's, and `eos_token` is id 256. A byte-level checkpoint that carries it is
+    readable by transformers' AutoTokenizer and lm-eval's `hf` model."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {symbol: byte for byte, symbol in enumerate(_byte_symbols())}
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens([eos_token])
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(directory / TOKENIZER_FILE))
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": eos_token, "model_max_length": 1 << 20}
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return directory / TOKENIZER_FILE

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from ...schemas.recipe import Recipe, TextData
 from ...schemas.errors import ConfigError, Problem
+from ...schemas.recipe import InstructionData, Recipe, TextData
 from ...schemas.yaml_io import Document, Overrides, apply_overrides, dump_yaml, load_yaml, validate_document
 from ..builder import build_model
 from ..data import Task
@@ -67,7 +67,7 @@ def pin_paths(recipe: Recipe, base: Path) -> Recipe:
     update = {}
     if is_file_spec(recipe.model.name):
         update["model"] = recipe.model.model_copy(update={"name": str(base / recipe.model.name)})
-    if isinstance(recipe.data, TextData):
+    if isinstance(recipe.data, (TextData, InstructionData)):
         files = [f if ":" in f else str(base / f) for f in recipe.data.files]
         update["data"] = recipe.data.model_copy(update={"files": files})
     return recipe.model_copy(update=update)
@@ -79,8 +79,21 @@ def save_recipe(recipe: Recipe, path: Path) -> None:
 
 
 def build(recipe: Recipe, task: Task, device: torch.device) -> torch.nn.Module:
-    """The recipe's model; it must fit the task's data (vocabulary, image shape, ...)."""
+    """The recipe's model; it must fit the task's data (vocabulary, image shape, ...). An adapter's base is built
+    in its dtype."""
+    dtype = torch.bfloat16 if recipe.adapter and recipe.adapter.base_dtype == "bfloat16" else None
     model = build_model(recipe.model.name, pretrained=recipe.model.pretrained, overrides=recipe.model.overrides,
-                        device=device)
+                        device=device, dtype=dtype)
     task.check_model(model.config)
     return model
+
+
+def recipe_tokenizer(data) -> str:
+    """The tokenizer spec (data.tokenizer_specs.load_tokenizer) a text recipe trains with, to score text later."""
+    if not isinstance(data, TextData):
+        raise ValueError(f"scoring text needs a model trained on text, but the recipe's data is {data.kind!r}")
+    if data.tokenizer != "char":
+        return data.tokenizer
+    if len(data.files) != 1:
+        raise ValueError("a char-level model: its recipe must read one file to name its tokenizer (char:FILE)")
+    return f"char:{data.files[0]}"

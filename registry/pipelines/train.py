@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ...schemas.recipe import Recipe, Schedule
 from ...xlstm.optim import param_groups
-from ..checkpoints import save_pretrained
+from ..checkpoints import adapters, save_pretrained
 from ..data import Batch, Task, make_task
 from . import checkpoint
 from .distributed import Dist, all_finite, clip_grad_norm, grad_sync, plain_copy, setup, wrap_model
@@ -76,6 +76,8 @@ def _train(recipe: Recipe, out: Path, resume: bool, dist: Dist) -> dict:
     torch.manual_seed(cfg.seed)
     task = make_task(recipe.data)
     model = build(recipe, task, dist.device)
+    if recipe.adapter:  # before any wrapping: DDP sees only the adapter as trainable
+        adapters.apply(model, recipe.adapter)
     wrapped = wrap_model(model, cfg, dist)
     optimizer = torch.optim.AdamW(param_groups(model, recipe.optimizer.weight_decay), lr=recipe.optimizer.lr,
                                   betas=recipe.optimizer.betas, eps=recipe.optimizer.eps)
@@ -96,7 +98,10 @@ def _train(recipe: Recipe, out: Path, resume: bool, dist: Dist) -> dict:
         metrics = _loop(recipe, task, model, wrapped, optimizer, scheduler, dist, log, out, start)
     plain = plain_copy(model, dist)
     if dist.main:
-        save_pretrained(plain, out / "model")
+        if recipe.adapter:
+            adapters.save(plain, out / "model", recipe.model)
+        else:
+            save_pretrained(plain, out / "model")
         try:
             plot(out / "metrics.jsonl", out / "metrics.png")
         except ImportError:
