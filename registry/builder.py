@@ -14,10 +14,9 @@ from ..schemas.yaml_io import Overrides
 from .checkpoints import adapters, load_model_dir, load_pretrained, resolve_source
 from .checkpoints.vil import TORCH_HUB, load_torch_hub
 from .factory import instantiate
-from .index import get_config, get_entry, looks_like_path, split_name
+from .index import SOURCE_PREFIXES, get_config, get_entry, looks_like_path, split_name
 from .quantize import check_quantization, quantize_model
 
-SOURCE_PREFIXES = ("local-dir:", "hf-hub:", "zoo-data:")
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 
 

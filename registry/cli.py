@@ -21,7 +21,7 @@ from pathlib import Path
 from ..schemas.errors import ConfigError, Problem
 from ..schemas.export import DOCUMENTS, schema_path, schema_text
 from ..schemas.yaml_io import dump_yaml, load_yaml, validate_document
-from .index import entry_paths, get_config, get_entry, list_models, split_name
+from .index import SOURCE_PREFIXES, entry_paths, get_config, get_entry, list_models, split_name
 from .quantize import add_quantize
 
 SCHEMA_COMMENT = re.compile(r"^# yaml-language-server: \$schema=(\S+)")
@@ -108,6 +108,8 @@ def cmd_schema(args) -> int:
 
 
 def cmd_build(args) -> int:
+    if not args.name.startswith(SOURCE_PREFIXES):
+        get_config(args.name, args.overrides)  # a bad config is refused before torch is imported (seconds)
     import torch
 
     from .builder import build_model
@@ -169,6 +171,17 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def _parse(root: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parse_args, with overrides accepted after options too (`build NAME --dry-run key=value`):
+    argparse fills a positional list once, so the later ones come back as extras."""
+    args, extra = root.parse_known_args(argv)
+    if extra and (not hasattr(args, "overrides") or any(e.startswith("-") for e in extra)):
+        root.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides += extra
+    return args
+
+
 def _delegate(verb: str, argv: list[str]) -> int:
     module, _, func = DELEGATED[verb].partition(":")
     return getattr(importlib.import_module(f"{__package__}.{module}"), func or "main")(argv)
@@ -179,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] in DELEGATED:
             return _delegate(argv[0], argv[1:])
-        args = parser().parse_args(argv)
+        args = _parse(parser(), argv)
         return args.run(args)
     except ConfigError as e:
         print(e, file=sys.stderr)

@@ -22,6 +22,8 @@ from ..schemas.models import MODEL_SCHEMAS, ModelConfig
 from ..schemas.yaml_io import Document, Overrides, apply_overrides, load_yaml, validate_document
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
+SOURCE_PREFIXES = ("local-dir:", "hf-hub:", "zoo-data:")
+"""Specs naming a checkpoint directory rather than a config (see builder.build_model)."""
 
 
 class UnknownModelError(LookupError):

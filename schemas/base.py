@@ -4,6 +4,20 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+# Upper bounds of model sizes. A typo (an extra digit, a pasted byte count) must be refused at its key with
+# a position, not build for hours or overflow torch's size arithmetic. Each bound is several times the
+# largest published language model's value (widths ~25k, depths ~130 blocks, vocabularies ~1M tokens,
+# up-projection factors ~8), so no real model is refused, and the largest model they allow still builds
+# on `meta` in seconds (the builder then checks its bytes against the device: registry/factory.py).
+MAX_WIDTH = 65536
+"""embedding_dim (and the up-projection rounding multiples)."""
+MAX_BLOCKS = 512
+MAX_VOCAB = 2**24
+MAX_FACTOR = 16.0
+"""Up-projection and q/k/v width factors."""
+MAX_KERNEL = 1024
+"""Causal convolution kernel sizes."""
+
 
 class Schema(BaseModel):
     """A validated config node. Unknown keys are rejected so a typo never passes silently."""

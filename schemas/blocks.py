@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
-from .base import Schema, round_up
+from .base import MAX_BLOCKS, MAX_FACTOR, MAX_KERNEL, MAX_WIDTH, Schema, round_up
 from .errors import FieldErrors
 from .init import InitRule, slstm_cell_rules
 
@@ -15,9 +15,9 @@ from .init import InitRule, slstm_cell_rules
 class UpProjection(Schema):
     """Up-projection width: proj_factor * dim, rounded (up or down) to a multiple, as NX-AI does."""
 
-    proj_factor: float = Field(2.0, gt=0)
+    proj_factor: float = Field(2.0, gt=0, le=MAX_FACTOR)
     round_proj_up_dim_up: bool = True
-    round_proj_up_to_multiple_of: int = Field(64, ge=1)
+    round_proj_up_to_multiple_of: int = Field(64, ge=1, le=MAX_WIDTH)
 
     def proj_up_dim(self, dim: int) -> int:
         steps = self.proj_factor * dim / self.round_proj_up_to_multiple_of
@@ -35,7 +35,7 @@ class MLSTMLayerConfig(MLSTMCellConfig, UpProjection):
     """NeurIPS mLSTM layer (pre up-projection): conv, block-diagonal q/k/v, learnable skip, output gate."""
 
     kind: Literal["mlstm-layer"] = "mlstm-layer"
-    conv1d_kernel_size: int = Field(4, ge=1)
+    conv1d_kernel_size: int = Field(4, ge=1, le=MAX_KERNEL)
     qkv_proj_blocksize: int = Field(4, ge=1)
 
 
@@ -52,7 +52,7 @@ class SLSTMLayerConfig(SLSTMCellConfig):
     """NeurIPS sLSTM layer: optional causal conv feeding the i/f gates, group norm over heads."""
 
     kind: Literal["slstm-layer"] = "slstm-layer"
-    conv1d_kernel_size: int = Field(4, ge=0)
+    conv1d_kernel_size: int = Field(4, ge=0, le=MAX_KERNEL)
     """0 disables the convolution."""
     group_norm_weight: bool = True
 
@@ -61,7 +61,7 @@ class GatedFFNConfig(UpProjection):
     """Gated feed-forward: proj_down(act(gate) * up)."""
 
     kind: Literal["gated-ffn"] = "gated-ffn"
-    proj_factor: float = Field(1.3, gt=0)
+    proj_factor: float = Field(1.3, gt=0, le=MAX_FACTOR)
     act_fn: Literal["gelu", "relu", "relu^2", "sigmoid", "swish", "selu"] = "gelu"
     bias: bool = False
     dropout: float = Field(0.0, ge=0, lt=1)
@@ -89,17 +89,17 @@ BlockConfig = Annotated[Union[MLSTMBlockConfig, SLSTMBlockConfig], Field(discrim
 class XLSTMLargeBlockConfig(Schema):
     """The xLSTM Large (7B) block: RMSNorm, mLSTM layer with soft-capped gates and per-head norm, SwiGLU."""
 
-    embedding_dim: int = Field(ge=1)
+    embedding_dim: int = Field(ge=1, le=MAX_WIDTH)
     num_heads: int = Field(8, ge=1)
     use_bias: bool = False
     norm_eps: float = Field(1e-6, gt=0)
     norm_reduction_force_float32: bool = True
-    qk_dim_factor: float = Field(0.5, gt=0)
-    v_dim_factor: float = Field(1.0, gt=0)
+    qk_dim_factor: float = Field(0.5, gt=0, le=MAX_FACTOR)
+    v_dim_factor: float = Field(1.0, gt=0, le=MAX_FACTOR)
     gate_soft_cap: Optional[float] = Field(15.0, gt=0)
     """cap * tanh(x / cap) on the gate pre-activations; null disables it."""
-    ffn_proj_factor: float = Field(2.6667, gt=0)
-    ffn_round_up_to_multiple_of: int = Field(64, ge=1)
+    ffn_proj_factor: float = Field(2.6667, gt=0, le=MAX_FACTOR)
+    ffn_round_up_to_multiple_of: int = Field(64, ge=1, le=MAX_WIDTH)
     weight_mode: Literal["single", "fused"] = "single"
     """single: separate q/k/v/o and gate projections; fused: one matrix each (same math, fewer launches)."""
 
@@ -129,8 +129,8 @@ class XLSTMLargeBlockConfig(Schema):
 class XLSTMBlockStackConfig(Schema):
     """The NeurIPS block stack: which block goes where (`slstm_at` with templates, or an explicit list)."""
 
-    embedding_dim: int = Field(ge=1)
-    num_blocks: int = Field(ge=1)
+    embedding_dim: int = Field(ge=1, le=MAX_WIDTH)
+    num_blocks: int = Field(ge=1, le=MAX_BLOCKS)
     context_length: int = Field(2048, ge=1)
     """Training context; informational (the model takes any length)."""
     add_post_blocks_norm: bool = True

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
-from .base import Schema
+from .base import MAX_BLOCKS, MAX_VOCAB, Schema
 from .blocks import XLSTMBlockStackConfig, XLSTMLargeBlockConfig
 from .errors import FieldErrors
 from .forecast import TiRexConfig
@@ -25,12 +25,24 @@ class TokenIds(Schema):
     eos_token_id: Optional[int] = Field(None, ge=0)
     pad_token_id: Optional[int] = Field(None, ge=0)
 
+    @model_validator(mode="after")
+    def _check_token_ids(self) -> "TokenIds":
+        """An id past the vocabulary would index past the embedding (on CUDA: a device-side assert)."""
+        errors = FieldErrors()
+        vocab = getattr(self, "vocab_size", None)
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            value = getattr(self, name)
+            if vocab is not None and value is not None and value >= vocab:
+                errors.add((name,), f"expected a token id below vocab_size {vocab}, got {value}")
+        errors.raise_if_any()
+        return self
+
 
 class XLSTMLMConfig(XLSTMBlockStackConfig, TokenIds):
     """NeurIPS xLSTM language model: embedding, the block stack, head (optionally tied)."""
 
     kind: Literal["xlstm-lm"] = "xlstm-lm"
-    vocab_size: int = Field(ge=1)
+    vocab_size: int = Field(ge=1, le=MAX_VOCAB)
     tie_weights: bool = False
     weight_decay_on_embedding: bool = False
     add_embedding_dropout: bool = False
@@ -64,8 +76,8 @@ class XLSTMLargeLMConfig(XLSTMLargeBlockConfig, TokenIds):
     """xLSTM Large (the 7B architecture): embedding, num_blocks Large blocks, RMSNorm, head, logit soft-cap."""
 
     kind: Literal["xlstm-large-lm"] = "xlstm-large-lm"
-    vocab_size: int = Field(ge=1)
-    num_blocks: int = Field(ge=1)
+    vocab_size: int = Field(ge=1, le=MAX_VOCAB)
+    num_blocks: int = Field(ge=1, le=MAX_BLOCKS)
     context_length: int = Field(8192, ge=1)
     """Training context; informational (the model takes any length)."""
     add_out_norm: bool = True

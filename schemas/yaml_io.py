@@ -16,10 +16,13 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from .errors import ConfigError, FieldErrors, Problem
 
 Overrides = Union[Mapping[str, Any], Iterable[str], None]
+MAX_NODES = 100_000
+"""Values a document may hold once aliases are expanded (the zoo's largest holds a few hundred)."""
 PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
 
 
@@ -53,7 +56,8 @@ class Document:
                     line, col = (kl, kc) if at_key else (vl, vc)
                 node = child
             elif isinstance(node, CommentedSeq) and isinstance(name, int) and 0 <= name < len(node):
-                line, col = node.lc.data[name]
+                if node.lc.data and name in node.lc.data:
+                    line, col = node.lc.data[name]
                 node = node[name]
             else:
                 break
@@ -77,8 +81,66 @@ def parse_yaml(text: str, source: str) -> Document:
         raise ConfigError([Problem(source, line, col, key, f"invalid YAML: {what}{hint}")]) from None
     except YAMLError as e:
         raise ConfigError([Problem(source, None, None, "", f"invalid YAML: {e}")]) from None
-    _reject_tags(data, Document(data, source))
-    return Document(data, source)
+    except TypeError:  # a mapping key that is itself a mapping holding a list: unhashable
+        line, col = _complex_key(text)
+        raise ConfigError([Problem(source, line, col, "", "invalid YAML: expected a plain key, got a key that is "
+                                   "a mapping or a list (`? ` starts a complex key)")]) from None
+    except RecursionError:
+        raise ConfigError([Problem(source, None, None, "", "invalid YAML: nested too deeply")]) from None
+    doc = Document(data, source)
+    _check_expansion(doc)
+    _reject_tags(data, doc)
+    return doc
+
+
+def _complex_key(text: str) -> tuple[int | None, int | None]:
+    """Line and column (1-based) of the first mapping key that is not a scalar."""
+    todo = [_yaml().compose(io.StringIO(text))]
+    while todo:
+        node = todo.pop(0)
+        if isinstance(node, MappingNode):
+            for key, value in node.value:
+                if not isinstance(key, ScalarNode):
+                    return key.start_mark.line + 1, key.start_mark.column + 1
+                todo.append(value)
+        elif isinstance(node, SequenceNode):
+            todo += node.value
+    return None, None
+
+
+def _children(node: Any) -> Iterable[tuple[Any, Any]]:
+    return node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+
+
+def _check_expansion(doc: Document) -> None:
+    """Refuse recursive aliases and documents that aliases expand past MAX_NODES values ("billion laughs").
+
+    The loader shares an aliased node instead of copying it, so parsing is cheap; everything after it
+    (validation, dumps) walks the expanded tree, for ever if a node contains itself. Sizes are counted
+    once per shared node, so this is linear in the text.
+    """
+    sizes: dict[int, int] = {}
+    inside: set[int] = set()
+
+    def refuse(loc: tuple, message: str) -> None:
+        src, line, col = doc.locate(loc, key=True)
+        raise ConfigError([Problem(src, line, col, ".".join(map(str, loc)), message)])
+
+    def size(node: Any, loc: tuple) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) in inside:
+            refuse(loc, "expected a tree, got an alias (*) of a node that contains it")
+        if id(node) not in sizes:
+            inside.add(id(node))
+            sizes[id(node)] = 1 + sum(size(child, loc + (key,)) for key, child in _children(node))
+            inside.discard(id(node))
+            if sizes[id(node)] > MAX_NODES:
+                refuse(loc, f"expected at most {MAX_NODES:,} values once aliases (*) are expanded, got "
+                       f"{sizes[id(node)]:,} here (nested anchors and aliases)")
+        return sizes[id(node)]
+
+    size(doc.data, ())
 
 
 def _reject_tags(node: Any, doc: Document, loc: tuple = ()) -> None:
@@ -87,17 +149,21 @@ def _reject_tags(node: Any, doc: Document, loc: tuple = ()) -> None:
     if tag and tag not in PLAIN_TAGS:
         src, line, col = doc.locate(loc)
         raise ConfigError([Problem(src, line, col, ".".join(map(str, loc)), f"expected plain YAML, got the tag {tag!r}")])
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-    for key, child in items:
+    for key, child in _children(node):
         _reject_tags(child, doc, loc + (key,))
 
 
 def load_yaml(path: str | Path) -> Document:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
     except OSError as e:
         raise ConfigError([Problem(str(path), None, None, "", f"cannot read file: {e.strerror}")]) from None
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ConfigError([Problem(str(path), line, col, "", f"expected UTF-8 text, got the byte 0x{raw[e.start]:02x}")]) from None
     return parse_yaml(text, str(path))
 
 
@@ -111,7 +177,11 @@ def _parse_override(item: str, source: str) -> tuple[str, Any]:
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError([Problem(source, None, None, "", f"expected an override as key.path=value, got {item!r}")])
-    parsed = parse_yaml(value, f"{source} {item!r}").data if value.strip() else None
+    try:
+        parsed = parse_yaml(value, f"{source} {item!r}").data if value.strip() else None
+    except ConfigError as e:  # place the value's problems under the key it is for
+        raise ConfigError([Problem(p.source, p.line, p.column, ".".join(filter(None, (key.strip(), p.path))),
+                                   p.message) for p in e.problems]) from None
     return key.strip(), parsed
 
 
@@ -125,6 +195,9 @@ def apply_overrides(doc: Document, overrides: Overrides, source: str = "<overrid
     pairs = overrides.items() if isinstance(overrides, Mapping) else (_parse_override(o, source) for o in overrides)
     problems = []
     for dotted, value in pairs:
+        if "" in dotted.split("."):
+            problems.append(Problem(source, None, None, dotted, "expected key names between the dots, got an empty one"))
+            continue
         loc = tuple(int(p) if p.lstrip("-").isdigit() else p for p in dotted.split("."))
         node = doc.data
         for j, key in enumerate(loc[:-1]):

@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 
+from .arguments import check_generate, trusted_ids
 from .backend import states_updated_in_place
 from .cuda_graph import graph_decoder
 from .state import State
@@ -116,7 +117,7 @@ def _eager_decoder(model, state):
 
     def step(token):
         nonlocal state
-        with states_updated_in_place():
+        with states_updated_in_place(), trusted_ids():
             logits, state = model(token[:, None], state)
         return logits[:, -1]
     return step
@@ -144,10 +145,8 @@ def generate(model, input_ids: torch.Tensor, max_new_tokens: int, do_sample: boo
     """
     if eos_token_id is None:
         eos_token_id = model.config.eos_token_id
-    if temperature <= 0:
-        raise ValueError(f"temperature: expected > 0, got {temperature}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p: expected in (0, 1], got {top_p}")
+    check_generate(model, input_ids, max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k,
+                   top_p=top_p, eos_token_id=eos_token_id, attention_mask=attention_mask)
     logits, state = _prefill(model, input_ids, attention_mask)
     # The decoder takes the state over (the graph runner adopts its tensors or copies them into its own
     # buffers, releasing each block's): about one copy of the state is alive from here on.

@@ -17,6 +17,7 @@ from .backend import MLSTMBackend
 from .layers import Embedding
 from .norms import HeadwiseLayerNorm, RMSNorm
 from .generation import GenerationMixin
+from .arguments import check_forward
 from .state import LMOutput, LMState, MLSTMState, lm_forward, run_blocks
 
 
@@ -263,5 +264,6 @@ class XLSTMLargeLM(GenerationMixin, nn.Module):
         """`logits_to_keep` > 0: logits of the last that many positions only (generation's prefill needs
         one: the lm_head and the float32 soft-capped logits of the others are skipped); 0: all. Without
         autograd, inputs longer than kernels.max_inference_chunksize run in pieces (state.lm_forward)."""
+        check_forward(self, input_ids, state, logits_to_keep)
         return lm_forward(self.backbone, lambda x: soft_cap(self.lm_head(x).float(), self.config.output_logit_soft_cap),
                           input_ids, state, logits_to_keep, self.config.kernels.max_inference_chunksize)

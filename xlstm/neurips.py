@@ -15,6 +15,7 @@ from .mlstm import MLSTMLayer
 from .norms import LayerNorm
 from .slstm import SLSTMLayer
 from .generation import GenerationMixin
+from .arguments import check_forward
 from .state import LMOutput, LMState, lm_forward, run_blocks
 
 
@@ -73,6 +74,7 @@ class XLSTMLM(GenerationMixin, nn.Module):
     def forward(self, input_ids: torch.Tensor, state: Optional[LMState] = None, logits_to_keep: int = 0) -> LMOutput:
         """`logits_to_keep` > 0: logits of the last that many positions only (generation's prefill); 0: all.
         Without autograd, inputs longer than kernels.max_inference_chunksize run in pieces (state.lm_forward)."""
+        check_forward(self, input_ids, state, logits_to_keep)
         hidden = lambda ids, state: self.xlstm_block_stack(self.emb_dropout(self.token_embedding(ids)), state)  # noqa: E731
         return lm_forward(hidden, lambda x: self.lm_head(x).float(), input_ids, state, logits_to_keep,
                           self.config.kernels.max_inference_chunksize)

@@ -32,7 +32,7 @@ from ...schemas.models import MODEL_SCHEMAS
 from ...schemas.yaml_io import dump_yaml, load_yaml, validate_document
 from ...xlstm.large import set_weight_mode, single_layout_state_dict
 from ..data.files import resolve as resolve_data_file
-from ..factory import instantiate
+from ..factory import check_fits, instantiate
 from ..index import get_config
 from .hf import from_hf_config, to_hf_config, transformers_fill
 
@@ -47,8 +47,9 @@ WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # added by torch.compile and DataP
 PathLike = Union[str, os.PathLike]
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used as asked; the message names the file or the keys."""
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used as asked; the message names the file or the keys. A ValueError
+    (bad input), so the command line prints it as one line."""
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -62,15 +63,18 @@ def sha256_file(path: PathLike) -> str:
     return digest.hexdigest()
 
 
-def verify_sha256(path: Path, expected: Optional[str]) -> None:
+def verify_sha256(path: Path, expected: Optional[str], recorded_in: Optional[Path] = None) -> None:
+    """`recorded_in`: the index the digest comes from (which may be the damaged file instead)."""
     if expected is None:
         return
+    where = f" in {recorded_in}" if recorded_in else ""
     if not path.is_file():
-        raise CheckpointError(f"{path}: missing (its sha256 {expected} is recorded)")
+        raise CheckpointError(f"{path}: missing (its sha256 {expected} is recorded{where})")
     actual = sha256_file(path)
     if actual != expected:
-        raise CheckpointError(f"{path}: sha256 mismatch (expected {expected}, got {actual}); "
-                              "the file is corrupted, truncated or was replaced")
+        raise CheckpointError(f"{path}: sha256 mismatch (expected {expected}, recorded{where or ' for it'}; got "
+                              f"{actual}); the file is corrupted, truncated or was replaced"
+                              + (", or the index is damaged" if recorded_in else ""))
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -115,7 +119,8 @@ def dump_zoo_yaml(config) -> str:
 
 def load_zoo_yaml(path: Path):
     doc = load_yaml(path)
-    kind = doc.data.get("model", {}).get("kind") if isinstance(doc.data, dict) else None
+    model = doc.data.get("model") if isinstance(doc.data, dict) else None
+    kind = model.get("kind") if isinstance(model, dict) else None
     schema = MODEL_SCHEMAS.get(kind)
     if schema is None:
         raise CheckpointError(f"{path}: expected model.kind one of {', '.join(map(repr, MODEL_SCHEMAS))}, got {kind!r}")
@@ -217,6 +222,15 @@ def _read_pickle_free(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def header_names(path: Path) -> list[str]:
+    """Tensor names in a safetensors header (no data read)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return list(f.keys())
+    except Exception as exc:  # SafetensorError: bad header
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+
 def iter_tensors(path: PathLike) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, tensor) pairs of one weight file, one tensor in memory at a time for safetensors."""
     path = Path(path)
@@ -241,15 +255,55 @@ class WeightFiles:
 
     files: list[Path]
     sha256: dict[str, Optional[str]] = field(default_factory=dict)
+    index: Optional[Path] = None
+    weight_map: dict[str, str] = field(default_factory=dict)
+    """Tensor name -> file name, as the index records it."""
+
+    def check(self) -> None:
+        """Every file the index lists exists and holds exactly the tensors the index says it holds."""
+        for file in self.files:
+            if not file.is_file():
+                raise CheckpointError(f"{self.index}: lists {file.name}, which is not in {file.parent}")
+        for file in self.files:
+            if file.suffix != ".safetensors" or self.index is None:
+                continue
+            listed = {name for name, held_in in self.weight_map.items() if held_in == file.name}
+            stored = set(header_names(file))
+            if listed != stored:
+                diff = sorted(listed ^ stored)[0]
+                raise CheckpointError(f"{self.index}: its weight_map does not match the tensors of {file.name} "
+                                      f"(e.g. {diff!r} is {'listed but not stored' if diff in listed else 'stored but not listed'})")
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from a checkpoint file; anything else is a CheckpointError naming the file."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _read_index(path: Path) -> WeightFiles:
+    """The weight files an index maps tensors to (file names in the same directory) and its sha256 records."""
+    index = read_json(path)
+    weight_map, metadata = index.get("weight_map"), index.get("metadata", {})
+    sha256 = metadata.get("sha256", {}) if isinstance(metadata, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map or not all(
+            isinstance(v, str) and v and Path(v).name == v for v in weight_map.values()):
+        raise CheckpointError(f"{path}: expected `weight_map` to map tensor names to file names in its directory")
+    if not isinstance(sha256, dict) or not all(isinstance(k, str) and Path(k).name == k and (v is None or isinstance(
+            v, str)) for k, v in sha256.items()):
+        raise CheckpointError(f"{path}: expected `metadata.sha256` to map file names to hex digests")
+    return WeightFiles([path.parent / n for n in sorted(set(weight_map.values()))], dict(sha256), path, weight_map)
 
 
 def find_weight_files(directory: Path) -> WeightFiles:
     for index_name in (SAFE_INDEX_NAME, PICKLE_INDEX_NAME):
-        index_path = directory / index_name
-        if index_path.is_file():
-            index = json.loads(index_path.read_text())
-            names = sorted(set(index["weight_map"].values()))
-            return WeightFiles([directory / n for n in names], dict(index.get("metadata", {}).get("sha256", {})))
+        if (directory / index_name).is_file():
+            return _read_index(directory / index_name)
     for name in (SAFE_WEIGHTS_NAME, *PICKLE_WEIGHTS_NAMES):
         if (directory / name).is_file():
             return WeightFiles([directory / name])
@@ -371,7 +425,8 @@ def load_checkpoint(model: nn.Module, path: PathLike, strict: bool = True, *,
         found = find_weight_files(path)
         digests = {**found.sha256, **(sha256 or {})}
         for name, digest in _progress(list(digests.items()), "verifying sha256"):
-            verify_sha256(path / name, digest)
+            verify_sha256(path / name, digest, found.index if found.sha256.get(name) == digest else None)
+        found.check()
         files = found.files
     else:
         verify_sha256(path, (sha256 or {}).get(path.name))
@@ -429,7 +484,7 @@ def read_config(directory: Path):
     if (directory / ZOO_CONFIG_NAME).is_file():
         return load_zoo_yaml(directory / ZOO_CONFIG_NAME)
     if (directory / CONFIG_NAME).is_file():
-        return from_hf_config(json.loads((directory / CONFIG_NAME).read_text()),
+        return from_hf_config(read_json(directory / CONFIG_NAME),
                                       source=str(directory / CONFIG_NAME))
     raise CheckpointError(f"{directory}: no {ZOO_CONFIG_NAME} or {CONFIG_NAME}: not a checkpoint directory")
 
@@ -441,8 +496,10 @@ def _build_and_load(config, directory: Path, *, device, dtype, strict: bool, sha
     of the weights in the target dtype (default: the dtype the weights are stored in).
     """
     found = find_weight_files(directory)
+    found.check()  # before the first file is opened for its dtype
     dtype = dtype or _stored_dtype(found.files) or torch.get_default_dtype()
     model = instantiate(get_config(config, overrides), device="meta", dtype=dtype)
+    check_fits(model, device, dtype)
     from_transformers = not (directory / ZOO_CONFIG_NAME).is_file() and model.config.kind == "xlstm-large-lm"
     fill = transformers_fill(model.config) if from_transformers else None
     load_checkpoint(model, directory, strict=strict, sha256=sha256, device=device, fill=fill)

@@ -18,6 +18,13 @@ NO_MERGE = 1 << 62
 RANKS_FILE = "zoo-data:gpt2.tiktoken.gz"
 
 
+def check_ids(ids, vocab_size: int) -> None:
+    """Decoding takes ids the tokenizer can produce: anything else is a ValueError naming the first."""
+    for j, i in enumerate(ids):
+        if not 0 <= i < vocab_size:
+            raise ValueError(f"ids[{j}]: expected a token id in [0, {vocab_size - 1}], got {i}")
+
+
 class CharTokenizer:
     """One id per distinct character of the corpus, in sorted order (deterministic for a given corpus)."""
 
@@ -29,9 +36,14 @@ class CharTokenizer:
         self.vocab_size = len(self.chars)
 
     def encode(self, text: str) -> list[int]:
-        return [self._ids[c] for c in text]
+        try:
+            return [self._ids[c] for c in text]
+        except KeyError as e:
+            raise ValueError(f"text: the character {e.args[0]!r} at position {text.index(e.args[0])} is not one "
+                             f"of the {self.vocab_size} characters of the corpus this tokenizer was made from") from None
 
     def decode(self, ids: list[int]) -> str:
+        check_ids(ids, self.vocab_size)
         return "".join(self.chars[i] for i in ids)
 
 
@@ -43,6 +55,7 @@ class ByteTokenizer:
         return list(text.encode("utf-8"))
 
     def decode(self, ids: list[int]) -> str:
+        check_ids(ids, self.vocab_size)
         return bytes(ids).decode("utf-8", errors="replace")
 
 
@@ -74,6 +87,7 @@ class GPT2Tokenizer:
         return [i for piece in self._pattern.findall(text) for i in self._merge(piece.encode("utf-8"))]
 
     def decode(self, ids: list[int]) -> str:
+        check_ids(ids, self.vocab_size)
         return b"".join(self._bytes[i] for i in ids if i != END_OF_TEXT).decode("utf-8", errors="replace")
 
 

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import torch
 
+from ...schemas.errors import ConfigError, Problem
 from ...schemas.recipe import InstructionData, Recipe, TextData
-from ...schemas.yaml_io import Overrides, apply_overrides, dump_yaml, load_yaml, validate_document
+from ...schemas.yaml_io import Document, Overrides, apply_overrides, dump_yaml, load_yaml, validate_document
 from ..builder import build_model
 from ..data import Task
-from ..index import entry_paths, get_entry, split_name
+from ..index import SOURCE_PREFIXES, entry_paths, get_config, get_entry, split_name
 
 YAML_SUFFIXES = (".yaml", ".yml")
 HEADER = "# yaml-language-server: $schema=https://xlstm-zoo.dev/schemas/recipe.schema.json\n"
@@ -32,7 +33,34 @@ def load_recipe(path: Path, overrides: Overrides = None) -> Recipe:
     """Validate a recipe file with command-line overrides (errors as FILE:LINE:COL), with its relative paths
     made absolute so the recipe means the same from any directory."""
     doc = apply_overrides(load_yaml(path), overrides, "<command line>")
-    return pin_paths(validate_document(Recipe, doc), Path(path).resolve().parent)
+    recipe = pin_paths(validate_document(Recipe, doc), Path(path).resolve().parent)
+    _check_model(recipe, doc)
+    return recipe
+
+
+def _check_model(recipe: Recipe, doc: Document) -> None:
+    """Resolve the recipe's model now (no torch), so a wrong name or override is reported at its place in
+    the recipe, not as a bare error when training starts."""
+    ref = recipe.model
+    if ref.name.startswith(SOURCE_PREFIXES):
+        return  # a checkpoint directory: read when the model is built
+    try:
+        get_config(ref.name, ref.overrides)
+    except LookupError as e:
+        raise ConfigError([Problem(*doc.locate(("model", "name")), "model.name", str(e))]) from None
+    except ConfigError as e:
+        raise ConfigError([_in_recipe(p, doc, ref.overrides) for p in e.problems]) from None
+
+
+def _in_recipe(problem: Problem, doc: Document, overrides: dict) -> Problem:
+    """A problem of the recipe's model, placed in the recipe: at the override that caused it (the longest key
+    it is under), else at `model.overrides` (or `model.name`) with the entry's own position in the message."""
+    if problem.source != "<override>":
+        loc = ("model", "overrides") if overrides else ("model", "name")
+        return Problem(*doc.locate(loc), ".".join(loc), f"the model with these overrides: {problem}")
+    keys = [k for k in overrides if problem.path == k or problem.path.startswith(k + ".")]
+    loc = ("model", "overrides", max(keys, key=len)) if keys else ("model", "overrides")
+    return Problem(*doc.locate(loc), f"model.overrides.{problem.path}", problem.message)
 
 
 def pin_paths(recipe: Recipe, base: Path) -> Recipe:

@@ -1,0 +1,220 @@
+"""Regression tests of the bad inputs that once escaped the error handling (issues 12 and 15, and what the
+property tests in test_properties_*.py found), each named after what it protects."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+
+from xlstm_zoo.registry.builder import build_model
+from xlstm_zoo.registry.checkpoints import CheckpointError, load_model_dir, save_pretrained
+from xlstm_zoo.registry.cli import main
+from xlstm_zoo.registry.data.tokenizers import CharTokenizer
+from xlstm_zoo.registry.factory import ModelTooLargeError
+from xlstm_zoo.registry.index import ZOO_DIR
+from xlstm_zoo.registry.pipelines.recipes import load_recipe
+from xlstm_zoo.schemas import ConfigError
+from xlstm_zoo.schemas.yaml_io import load_yaml
+
+HUGE = 1099511627776
+TINY = {"kind": "xlstm-large-lm", "vocab_size": 11, "embedding_dim": 32, "num_heads": 2, "num_blocks": 2}
+
+
+def edited(tmp_path: Path, entry: str, old: str, new: str) -> Path:
+    path = tmp_path / f"{entry}.yaml"
+    text = (ZOO_DIR / f"{entry}.yaml").read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def line_of(path: Path, text: str) -> int:
+    return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+@pytest.mark.parametrize("entry, key, old", [
+    ("xlstm-1.3b", "num_blocks", "num_blocks: 48"),
+    ("xlstm-125m-7-1", "embedding_dim", "embedding_dim: 768"),
+    ("xlstm-7b", "qk_dim_factor", "qk_dim_factor: 0.5"),
+])
+def test_a_huge_size_is_refused_at_its_key_before_building(tmp_path, entry, key, old):
+    """Issue 15: these built for ever (num_blocks) or overflowed torch's size arithmetic (the others)."""
+    path = edited(tmp_path, entry, old, f"{key}: {HUGE}")
+    with pytest.raises(ConfigError) as e:
+        build_model(str(path), device="meta")
+    assert re.match(rf"{re.escape(str(path))}:{line_of(path, key + ':')}:\d+: model\.{key}: expected less than or "
+                    rf"equal to [\d.]+, got {HUGE}$", str(e.value))
+
+
+def test_a_model_larger_than_the_device_is_refused_before_allocating():
+    """Sizes each within bounds whose product does not fit: the builder counts on meta first."""
+    with mock.patch("xlstm_zoo.registry.factory._device_memory", return_value=2**30), \
+            mock.patch("xlstm_zoo.registry.factory.apply_init", side_effect=AssertionError("built on the cpu")):
+        with pytest.raises(ModelTooLargeError, match=r"^this config has 6\.87e\+09 parameters \(2\.75e\+10 bytes in "
+                                                     r"float32\); the device cpu has 1 GiB"):
+            build_model("xlstm-7b", device="cpu")
+    assert build_model("xlstm-7b", device="meta").lm_head.weight.is_meta  # meta is never refused
+
+
+def test_billion_laughs_yaml_is_refused_at_the_anchor_that_expands_too_far(tmp_path):
+    """Issue 12: nested aliases (9 anchors of 9 aliases each) hung `validate`."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    path = tmp_path / "laughs.yaml"
+    path.write_text("\n".join(lines + ["model: *a9"]) + "\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:6:1: a5: expected at most 100,000 values once "
+                                          "aliases"):
+        load_yaml(path)
+
+
+def test_a_recursive_yaml_alias_is_refused_not_walked_for_ever():
+    """Found by the override property test: `key=&a [*a]` made a list that contains itself (RecursionError)."""
+    with pytest.raises(ConfigError, match="x: expected a tree, got an alias"):
+        build_model("xlstm-125m", overrides=["model.mlstm_block=&a {x: *a}"], device="meta")
+
+
+def test_a_dict_config_missing_its_slstm_template_gets_the_config_error_a_file_would():
+    """Issue 12: a Python dict has no positions; locating its problems raised TypeError."""
+    config = {"model": {"kind": "xlstm-lm", "vocab_size": 11, "embedding_dim": 16, "num_blocks": 2, "slstm_at": [1],
+                        "mlstm_block": {}}}
+    with pytest.raises(ConfigError, match="^<dict>: model.slstm_block: expected an slstm_block template"):
+        build_model(config, device="meta")
+
+
+def test_build_and_show_take_overrides_after_options(capsys):
+    """Issue 12: `build NAME --dry-run key=value` was refused by argparse."""
+    assert main(["build", "xlstm-125m", "--dry-run", "model.num_blocks=2"]) == 0
+    assert "xlstm-125m: xlstm-lm, 84,479,248 parameters" in capsys.readouterr().out
+    assert main(["build", "xlstm-125m", "--dry-run", "model.num_heads=7"]) == 2
+    assert "model.num_heads: unknown key" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["build", "xlstm-125m", "--dry-run", "--no-such-option"])
+
+
+def test_a_mapping_used_as_a_yaml_key_is_refused_at_its_position(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: x\nmodel:\n  ? {kind: [1]}\n  : 3\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:3:5: invalid YAML: expected a plain key"):
+        load_yaml(path)
+
+
+def test_a_yaml_file_that_is_not_utf8_is_refused_at_the_byte(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_bytes(b"name: x\nmodel:\n  kind: \xff\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:3:9: expected UTF-8 text, got the byte 0xff"):
+        load_yaml(path)
+
+
+def test_a_special_token_id_past_the_vocabulary_is_refused_at_its_key(tmp_path):
+    path = edited(tmp_path, "xlstm-7b", "eos_token_id: 2", "eos_token_id: 50304")
+    with pytest.raises(ConfigError, match=rf":{line_of(path, 'eos_token_id')}:\d+: model.eos_token_id: expected a "
+                                          "token id below vocab_size 50304, got 50304"):
+        build_model(str(path), device="meta")
+
+
+def test_recipe_model_name_and_overrides_are_checked_at_their_place_in_the_recipe(tmp_path):
+    source = (ZOO_DIR / "recipes" / "parity-mlstm.yaml").read_text()
+    path = tmp_path / "r.yaml"
+    path.write_text(source.replace("model.slstm_at: []", "model.slstm_at: []\n    model.num_blocks: 0"))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:{line_of(path, 'model.num_blocks')}:\d+: "
+                                          r"model.overrides.model.num_blocks: expected greater than or equal to 1"):
+        load_recipe(path)
+    path.write_text("".join(line for line in source.splitlines(keepends=True) if "model.mlstm_block:" not in line))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:\d+:\d+: model.overrides: the model with these "
+                                          r"overrides: .*formal-lang-small.yaml:\d+:\d+: model.mlstm_block: expected an"):
+        load_recipe(path)  # the cause is in the entry (no mlstm template) and the recipe (slstm_at: [])
+    path.write_text(source.replace("name: formal-lang-small", "name: formal-lang-smal"))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:{line_of(path, 'name:')}:\d+: model.name: "
+                                          "unknown zoo entry 'formal-lang-smal'; did you mean formal-lang-small"):
+        load_recipe(path)
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    torch.manual_seed(0)
+    save_pretrained(build_model({"model": TINY}), tmp_path, max_shard_size=4000)
+    return tmp_path
+
+
+def test_a_damaged_checkpoint_index_is_named(checkpoint):
+    index = checkpoint / "model.safetensors.index.json"
+    good = index.read_text()
+    index.write_bytes(b"\xfb" + good.encode()[1:])
+    with pytest.raises(CheckpointError, match=f"{index}: not valid JSON"):
+        load_model_dir(checkpoint)
+    data = json.loads(good)
+    name, file = next(iter(data["weight_map"].items()))
+    data["weight_map"][name] = "model-99999-of-99999.safetensors"
+    index.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=f"{index}: lists model-99999-of-99999.safetensors, which is not in"):
+        load_model_dir(checkpoint)
+    data["weight_map"] = dict.fromkeys(data["weight_map"], "lodel.safetensors")  # one file, misspelt
+    index.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=f"{index}: lists lodel.safetensors, which is not in"):
+        load_model_dir(checkpoint)
+    data = json.loads(good)
+    data["weight_map"][name] = next(f for f in data["weight_map"].values() if f != file and "99999" not in f)
+    index.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=f"{index}: its weight_map does not match the tensors of"):
+        load_model_dir(checkpoint)
+    data = json.loads(good)
+    data["metadata"]["sha256"]["zoo.yaml"] = "0" * 64
+    index.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=f"zoo.yaml: sha256 mismatch .*recorded in {index}"):
+        load_model_dir(checkpoint)
+
+
+def test_a_truncated_zoo_yaml_in_a_checkpoint_is_named(checkpoint):
+    """Found by the checkpoint property test: `model:` cut off to null raised AttributeError."""
+    path = checkpoint / "zoo.yaml"
+    path.write_text(path.read_text().split("model:")[0] + "model:\n")
+    with pytest.raises(CheckpointError, match=f"^{path}: expected model.kind one of .*, got None"):
+        load_model_dir(checkpoint)
+
+
+def test_an_override_with_an_empty_key_name_is_refused():
+    """Found by the override property test: `.=null` set the key "" and was reported without a key."""
+    with pytest.raises(ConfigError, match="^<override>: model..x: expected key names between the dots"):
+        build_model("xlstm-125m", overrides=["model..x=1"], device="meta")
+
+
+def test_an_override_value_problem_names_the_key(capsys):
+    """Found by the override property test: `model=!0` reported its tag without the key it was for."""
+    assert main(["show", "xlstm-125m", "model.mlstm_block=!0"]) == 2
+    assert capsys.readouterr().err == ("<override> 'model.mlstm_block=!0': model.mlstm_block: expected plain YAML, "
+                                       "got the tag '!0'\n")
+
+
+def test_the_command_line_prints_a_checkpoint_error_as_one_line(tmp_path, capsys):
+    """It was a RuntimeError, which the CLI printed as a traceback."""
+    assert main(["build", f"local-dir:{tmp_path}", "--dry-run"]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path}: no zoo.yaml or config.json: not a checkpoint directory\n"
+
+
+def test_forward_refuses_bad_ids_and_foreign_states_before_the_embedding():
+    """An id past the vocabulary would be a device-side assert on CUDA; int16 ids a RuntimeError from torch."""
+    model = build_model({"model": TINY})
+    calls = []
+    model.backbone.embeddings.register_forward_pre_hook(lambda *a: calls.append(1))
+    with pytest.raises(ValueError, match=r"input_ids: expected token ids in \[0, 10\] \(vocab_size 11\), got 11"):
+        model(torch.tensor([[1, 11]]))
+    with pytest.raises(TypeError, match="input_ids: expected a torch.long or torch.int32 tensor, got torch.int16"):
+        model(torch.tensor([[1, 2]], dtype=torch.int16))
+    other = build_model({"model": {**TINY, "num_heads": 4}})
+    with pytest.raises(ValueError, match=r"state.blocks\[0\]: expected tensors of shapes .* a state from another model"):
+        model(torch.tensor([[1]]), other(torch.tensor([[1]])).state)
+    with pytest.raises(ValueError, match="state.blocks.0.: expected batch size 1"):
+        model(torch.tensor([[1]]), model(torch.tensor([[1], [2]])).state)
+    assert len(calls) == 1  # only the call that made the two-row state ran this model
+    with pytest.raises(ValueError, match="eos_token_id: expected a token id below vocab_size 11, got 11"):
+        model.generate(torch.tensor([[1]]), 2, eos_token_id=11)
+
+
+def test_char_tokenizer_names_a_character_outside_its_corpus():
+    with pytest.raises(ValueError, match="text: the character 'z' at position 2 is not one of the 3 characters"):
+        CharTokenizer("abc").encode("abz")
