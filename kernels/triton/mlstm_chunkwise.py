@@ -292,7 +292,8 @@ def _bw_dk(q, k, v, dh, qg, kg, g, rn, dden, dcst, dnst, mst_next, dk_out, kdk, 
         t = t0 + tl.arange(0, T)
         dp = _rows_dot(dh, v, t, s, DHV, T, T, BD, PREC) * tl.load(rn + bh * S + t)[:, None] \
             + tl.load(dden + bh * S + t)[:, None]
-        ds = dp * _causal_weight(tl.load(qg + bh * S + t), kgs, t, s) * scale
+        # float32 whatever type `scale` arrives in (torch.compile passes Python floats as fp64): kdk_s is loop-carried
+        ds = (dp * _causal_weight(tl.load(qg + bh * S + t), kgs, t, s) * scale).to(tl.float32)
         qt = tl.load(q + t[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0)
         acc += tl.dot(tl.trans(ds.to(qt.dtype)), qt, input_precision=PREC)
         kdk_s += tl.sum(ds * tl.dot(qt, tl.trans(ks), input_precision=PREC), 0)  # as in _bw_dq: float32 ds
