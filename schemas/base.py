@@ -10,13 +10,15 @@ from pydantic import BaseModel, ConfigDict
 # up-projection factors ~8), so no real model is refused, and the largest model they allow still builds
 # on `meta` in seconds (the builder then checks its bytes against the device: registry/factory.py).
 MAX_WIDTH = 65536
-"""embedding_dim (and the up-projection rounding multiples)."""
+"""embedding_dim (and the up-projection rounding multiples); also feature sizes, image sides and patch sizes."""
 MAX_BLOCKS = 512
 MAX_VOCAB = 2**24
 MAX_FACTOR = 16.0
 """Up-projection and q/k/v width factors."""
 MAX_KERNEL = 1024
 """Causal convolution kernel sizes."""
+MAX_LENGTH = 2**24
+"""Forecast contexts and horizons (sized buffers and rollouts, not weights)."""
 
 
 class Schema(BaseModel):

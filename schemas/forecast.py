@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .base import Schema, round_up
+from .base import MAX_BLOCKS, MAX_FACTOR, MAX_LENGTH, MAX_WIDTH, Schema, round_up
 from .blocks import SLSTMCellConfig
 from .errors import FieldErrors
 from .init import InitConfig, InitRule, slstm_cell_rules
@@ -23,18 +23,18 @@ class TiRexConfig(Schema):
     Field names follow TiRex's checkpoint hyper-parameters where it has them."""
 
     kind: Literal["tirex"] = "tirex"
-    input_patch_size: int = Field(32, ge=1)
-    output_patch_size: int = Field(32, ge=1)
+    input_patch_size: int = Field(32, ge=1, le=MAX_WIDTH)
+    output_patch_size: int = Field(32, ge=1, le=MAX_WIDTH)
     quantiles: list[float] = QUANTILES
-    embedding_dim: int = Field(512, ge=1)
-    num_blocks: int = Field(12, ge=1)
-    ffn_proj_factor: float = Field(2.6667, gt=0)
-    ffn_round_up_to_multiple_of: int = Field(64, ge=1)
-    input_ff_dim: int = Field(2048, ge=1)
+    embedding_dim: int = Field(512, ge=1, le=MAX_WIDTH)
+    num_blocks: int = Field(12, ge=1, le=MAX_BLOCKS)
+    ffn_proj_factor: float = Field(2.6667, gt=0, le=MAX_FACTOR)
+    ffn_round_up_to_multiple_of: int = Field(64, ge=1, le=MAX_WIDTH)
+    input_ff_dim: int = Field(2048, ge=1, le=MAX_WIDTH)
     """Hidden width of the input and output residual MLPs."""
-    context_length: int = Field(2048, ge=1)
+    context_length: int = Field(2048, ge=1, le=MAX_LENGTH)
     """TiRex's train_ctx_len: every forward sees exactly this many steps (truncated, or left-padded with NaN)."""
-    horizon: int = Field(32, ge=1)
+    horizon: int = Field(32, ge=1, le=MAX_LENGTH)
     """Default prediction length, in whole output patches (forecasts of other lengths roll out and cut)."""
     nan_mask_value: float = 0.0
     """What a missing value is replaced with (the mask half of the patch says it is missing)."""

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
-from .base import Schema
+from .base import MAX_BLOCKS, MAX_LENGTH, MAX_VOCAB, MAX_WIDTH, Schema
 from .blocks import XLSTMBlockStackConfig, XLSTMLargeBlockConfig
 from .errors import FieldErrors
 from .init import NEURIPS_RULES, XLSTM_7B_RULES, InitConfig, InitRule
@@ -27,7 +27,7 @@ class LargeStackConfig(XLSTMLargeBlockConfig):
     """num_blocks xLSTM Large blocks (RMSNorm, mLSTM with soft-capped gates, SwiGLU), then an RMSNorm."""
 
     kind: Literal["xlstm-large-stack"] = "xlstm-large-stack"
-    num_blocks: int = Field(ge=1)
+    num_blocks: int = Field(ge=1, le=MAX_BLOCKS)
     add_out_norm: bool = True
 
 
@@ -48,14 +48,14 @@ mean / max: over positions of the merged features."""
 
 class ClassificationHead(Schema):
     kind: Literal["classification"] = "classification"
-    num_classes: int = Field(ge=2)
+    num_classes: int = Field(ge=2, le=MAX_VOCAB)
     pooling: Pooling = "last"
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
 class RegressionHead(Schema):
     kind: Literal["regression"] = "regression"
-    output_size: int = Field(1, ge=1)
+    output_size: int = Field(1, ge=1, le=MAX_WIDTH)
     pooling: Union[Pooling, Literal["none"]] = "last"
     """none: one prediction per position (sequence labelling)."""
 
@@ -64,7 +64,7 @@ class QuantileHead(Schema):
     """`horizon` future values at each quantile level, from the pooled features."""
 
     kind: Literal["quantile-forecast"] = "quantile-forecast"
-    horizon: int = Field(ge=1)
+    horizon: int = Field(ge=1, le=MAX_LENGTH)
     quantiles: list[float] = QUANTILES
     pooling: Pooling = "last"
 
@@ -89,7 +89,7 @@ class XLSTMBackboneConfig(Schema):
     bidirectional) -> head. `forward(x (B, S, input_size), state)` -> BackboneOutput(output, features, state)."""
 
     kind: Literal["xlstm-backbone"] = "xlstm-backbone"
-    input_size: int = Field(ge=1)
+    input_size: int = Field(ge=1, le=MAX_WIDTH)
     input_bias: bool = True
     stack: StackConfig
     bidirectional: Optional[BidirectionalConfig] = None

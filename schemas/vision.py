@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .base import Schema
+from .base import MAX_BLOCKS, MAX_FACTOR, MAX_KERNEL, MAX_VOCAB, MAX_WIDTH, Schema
 from .errors import FieldErrors
 from .init import BiasLinspace, InitConfig, InitRule, Normal, Ones, SmallInit, TorchDefault, TruncNormal, WangInit
 from .init import XavierUniform, Zeros, rule
@@ -38,26 +38,26 @@ class ViLConfig(Schema):
     (top-left -> bottom-right, then the flipped sequence), norm, bilateral pooling, optional legacy norm, head."""
 
     kind: Literal["vil"] = "vil"
-    dim: int = Field(ge=1)
-    depth: int = Field(ge=1)
+    dim: int = Field(ge=1, le=MAX_WIDTH)
+    depth: int = Field(ge=1, le=MAX_BLOCKS)
     """Block pairs (each pair: one block per traversal direction), so ViL-T/S/B have depth 12."""
-    patch_size: int = Field(16, ge=1)
+    patch_size: int = Field(16, ge=1, le=MAX_WIDTH)
     image_shape: tuple[int, int, int] = (3, 224, 224)
     """(channels, height, width); the patch size must divide height and width."""
-    num_classes: int = Field(1000, ge=1)
+    num_classes: int = Field(1000, ge=1, le=MAX_VOCAB)
     pooling: Literal["bilateral_flatten", "bilateral_avg"] = "bilateral_flatten"
     """bilateral_flatten concatenates the first and last patch token (head input 2 x dim); bilateral_avg
     averages them."""
     legacy_norm: bool = False
     """A LayerNorm after pooling, as the published v2 checkpoints were trained with."""
-    expansion: int = Field(2, ge=1)
+    expansion: int = Field(2, ge=1, le=MAX_FACTOR)
     """Inner width of the mLSTM layer = expansion x dim."""
-    qkv_block_size: int = Field(4, ge=1)
+    qkv_block_size: int = Field(4, ge=1, le=MAX_WIDTH)
     """q/k/v are block-diagonal with blocks of this size."""
-    num_heads: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1, le=MAX_WIDTH)
     conv_kind: Literal["2d", "causal1d"] = "2d"
     """2d: depthwise convolution over the patch grid; causal1d: over the patch sequence."""
-    conv_kernel_size: int = Field(3, ge=1)
+    conv_kernel_size: int = Field(3, ge=1, le=MAX_KERNEL)
     proj_bias: bool = True
     norm_bias: bool = True
     drop_path_rate: float = Field(0.0, ge=0, lt=1)
@@ -71,8 +71,8 @@ class ViLConfig(Schema):
     def _check(self) -> "ViLConfig":
         errors = FieldErrors()
         channels, height, width = self.image_shape
-        if min(self.image_shape) < 1:
-            errors.add(("image_shape",), f"expected positive (channels, height, width), got {list(self.image_shape)}")
+        if min(self.image_shape) < 1 or max(self.image_shape) > MAX_WIDTH:
+            errors.add(("image_shape",), f"expected (channels, height, width) in [1, {MAX_WIDTH}], got {list(self.image_shape)}")
         elif height % self.patch_size or width % self.patch_size:
             errors.add(("patch_size",), f"expected a divisor of the image height {height} and width {width}, "
                        f"got {self.patch_size}")
