@@ -9,7 +9,6 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-
 from ..schemas.yaml_io import Overrides
 from .checkpoints import adapters, load_model_dir, load_pretrained, resolve_source
 from .checkpoints.vil import TORCH_HUB, load_torch_hub
