@@ -32,7 +32,7 @@ def _check_spec(spec: Any) -> None:
 
 def build_model(spec: Any, *, pretrained: Union[bool, str] = False, overrides: Overrides = None,
                 device: Union[str, torch.device, None] = None, dtype: Optional[torch.dtype] = None,
-                quantize: Optional[str] = None) -> nn.Module:
+                quantize: Optional[str] = None, quantize_backend: str = "torchao") -> nn.Module:
     """Build a model.
 
     spec: a zoo name (`xlstm-125m`, or `name.tag` for a weights tag), a YAML file (an entry or a bare
@@ -42,12 +42,13 @@ def build_model(spec: Any, *, pretrained: Union[bool, str] = False, overrides: O
     Hugging Face cache, a local directory, or (Vision-LSTM) the torch hub cache.
     overrides: `{"model.num_blocks": 6}` or `["model.num_blocks=6"]`, validated like the file.
     device="meta" builds without allocating memory.
-    quantize: "int8-weight-only" | "int4-weight-only" | "float8-weight-only" (xLSTM Large, through torchao:
-    the `quantize` extra; int4 on CUDA in bfloat16), applied last (registry/quantize.py).
+    quantize: "int8-weight-only" | "int4-weight-only" | "float8-weight-only" (xLSTM Large), applied last
+    (registry/quantize.py), through quantize_backend "torchao" (the `quantize` extra; int4 on CUDA in
+    bfloat16) or "zoo" (int8 / int4 with the zoo's Triton matvec kernels in decode steps, any device).
     """
     _check_spec(spec)
     if quantize is not None:
-        check_quantization(quantize)
+        check_quantization(quantize, quantize_backend)
     if isinstance(spec, str) and spec.startswith(SOURCE_PREFIXES):
         directory = resolve_source(spec)
         if adapters.is_adapter_dir(directory):
@@ -66,7 +67,7 @@ def build_model(spec: Any, *, pretrained: Union[bool, str] = False, overrides: O
             model = load(config, weights, device=device, dtype=dtype)
         else:
             model = instantiate(config, device=device, dtype=dtype)
-    return model if quantize is None else quantize_model(model, quantize)
+    return model if quantize is None else quantize_model(model, quantize, quantize_backend)
 
 
 def build_for_eval(spec: Any, *, device=None, dtype: Optional[torch.dtype] = None) -> tuple[nn.Module, Optional[Path]]:

@@ -120,11 +120,12 @@ def cmd_build(args) -> int:
     if args.quantize and args.dry_run:
         raise ValueError("--quantize needs real weights: drop --dry-run")
     model = build_model(args.name, overrides=args.overrides, device="meta" if args.dry_run else args.device,
-                        dtype=None if args.dry_run else dtype, quantize=args.quantize)
+                        dtype=None if args.dry_run else dtype, quantize=args.quantize,
+                        quantize_backend=args.quantize_backend)
     total = sum(p.numel() for p in model.parameters())
     size = total * torch.empty((), dtype=dtype).element_size() if args.dry_run else \
         sum(tensor_bytes(p) for p in model.parameters())
-    what = f"{args.dtype}, {args.quantize}" if args.quantize else args.dtype
+    what = f"{args.dtype}, {args.quantize} ({args.quantize_backend})" if args.quantize else args.dtype
     print(f"{args.name}: {model.config.kind}, {total:,} parameters, {size / 2**30:.2f} GiB of weights in {what}"
           + (" (built on meta)" if args.dry_run else f" (built on {args.device})"))
     return 0

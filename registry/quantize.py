@@ -1,10 +1,15 @@
-"""Weight-only quantization of xLSTM Large models through torchao (the optional extra `quantize`).
+"""Weight-only quantization of xLSTM Large models: torchao (the optional extra `quantize`) or the zoo's own.
 
 Decoding a 7B model at batch 1 reads every weight once per token: bf16 weights bound a step at ~3.2 ms
 on an H200, int8 halves the bytes and int4 quarters them. Every nn.Linear of the blocks and the lm_head is
 quantized; the input/forget gate projections stay as they are (2 x NH rows, read by the Triton step kernel
-itself) and so do the embedding and the norms. torchao's int8/float8 weight-only layers dequantize
-eagerly and get fast under torch.compile; its int4 layout runs tinygemm on sm80+ GPUs only.
+itself) and so do the embedding and the norms.
+
+backend="torchao": its int8/float8 weight-only layers dequantize eagerly and get fast under torch.compile;
+its int4 layout runs tinygemm on sm80+ GPUs only, in groups of 128 inputs, or of 64 where the width is not
+a multiple of 128 (the 7B's FFN down projection, 10944 inputs, which a single group size of 128 would
+leave in bf16: 2.7 of int4's 5.6 GiB before). backend="zoo": int8 / int4 in xlstm/quantized.py, whose
+Triton matvec kernels read the packed weights in decode steps (no torch.compile needed), on any device.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ import argparse
 import difflib
 
 QUANTIZATIONS = ("int8-weight-only", "int4-weight-only", "float8-weight-only")
-INT4_GROUP = 128
+BACKENDS = ("torchao", "zoo")
+INT4_GROUPS = (128, 64)
 
 
-def _config(method: str):
+def _config(method: str, group: int = INT4_GROUPS[0]):
     try:
         from torchao import quantization as tq
     except ImportError as e:
@@ -24,26 +30,32 @@ def _config(method: str):
     if method == "int8-weight-only":
         return tq.Int8WeightOnlyConfig(granularity=tq.PerRow())
     if method == "int4-weight-only":
-        return tq.Int4WeightOnlyConfig(group_size=INT4_GROUP, int4_packing_format="tile_packed_to_4d",
+        return tq.Int4WeightOnlyConfig(group_size=group, int4_packing_format="tile_packed_to_4d",
                                        int4_choose_qparams_algorithm="hqq")
     return tq.Float8WeightOnlyConfig()
 
 
-def check_quantization(method: str) -> None:
-    if method not in QUANTIZATIONS:
-        close = difflib.get_close_matches(method, QUANTIZATIONS, n=1)
-        raise ValueError(f"quantize: unknown method {method!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-                         + f"; expected one of {', '.join(QUANTIZATIONS)}")
+def check_quantization(method: str, backend: str = "torchao") -> None:
+    for what, value, known in (("method", method, QUANTIZATIONS), ("backend", backend, BACKENDS)):
+        if value not in known:
+            close = difflib.get_close_matches(value, known, n=1)
+            raise ValueError(f"quantize: unknown {what} {value!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + f"; expected one of {', '.join(known)}")
+    if backend == "zoo" and method == "float8-weight-only":
+        raise ValueError("quantize: backend 'zoo' has int8-weight-only and int4-weight-only; float8 is torchao's")
 
 
 def add_quantize(parser: argparse.ArgumentParser) -> None:
     """`--quantize METHOD` for the verbs that build a model (no torch import: the CLI's parser is built
     for every verb)."""
-    parser.add_argument("--quantize", choices=QUANTIZATIONS, help="weight-only quantization (xLSTM Large, torchao)")
+    parser.add_argument("--quantize", choices=QUANTIZATIONS, help="weight-only quantization (xLSTM Large)")
+    parser.add_argument("--quantize-backend", choices=BACKENDS, default="torchao",
+                        help="torchao, or the zoo's int8/int4 layers with Triton matvec kernels (any device)")
 
 
-def quantize_model(model, method: str):
-    """Quantize `model`'s weights in place with `method` (one of QUANTIZATIONS); returns the model.
+def quantize_model(model, method: str, backend: str = "torchao"):
+    """Quantize `model`'s weights in place with `method` (one of QUANTIZATIONS) through `backend` (one of
+    BACKENDS); returns the model.
 
     Quantize last: after the dtype, the device and the weight mode are what the model will run with."""
     import torch
@@ -51,30 +63,48 @@ def quantize_model(model, method: str):
 
     from ..xlstm.large import MLSTMLayerLarge
 
-    check_quantization(method)
+    check_quantization(method, backend)
     if getattr(getattr(model, "config", None), "kind", None) != "xlstm-large-lm":
         raise ValueError(f"quantize={method!r}: weight-only quantization covers the xLSTM Large family "
                          f"(kind xlstm-large-lm), got kind {getattr(model.config, 'kind', type(model).__name__)!r}")
     device = next(model.parameters()).device
-    if method == "int4-weight-only" and device.type != "cuda":
+    if backend == "torchao" and method == "int4-weight-only" and device.type != "cuda":
         raise ValueError("quantize='int4-weight-only' needs the model on a CUDA GPU (torchao's int4 layout runs "
-                         "tinygemm kernels); int8-weight-only and float8-weight-only run on the CPU too")
-    if method == "int4-weight-only" and next(model.parameters()).dtype != torch.bfloat16:
+                         "tinygemm kernels; backend='zoo' runs int4 anywhere); int8-weight-only and "
+                         "float8-weight-only run on the CPU too")
+    if backend == "torchao" and method == "int4-weight-only" and next(model.parameters()).dtype != torch.bfloat16:
         raise ValueError("quantize='int4-weight-only' needs bfloat16 weights (build with dtype=torch.bfloat16)")
     gates = {id(lin) for layer in model.modules() if isinstance(layer, MLSTMLayerLarge)
              for name in ("ifgate_preact", "igate_preact", "fgate_preact") if (lin := getattr(layer, name, None))}
-    from torchao.quantization import quantize_
 
-    def chosen(module, fqn) -> bool:
+    def chosen(module, fqn="") -> bool:
         if not isinstance(module, nn.Linear) or id(module) in gates:
             return False
         # torchao's float8 scale of an all-zero row is 0 and the row turns NaN (fresh xLSTM Large models have
         # zero output-gate rows): such layers stay as they are
         return method != "float8-weight-only" or bool(module.weight.detach().abs().amax(1).gt(0).all())
 
-    quantize_(model, _config(method), filter_fn=chosen)
-    model.quantization = method
+    if backend == "zoo":
+        _quantize_zoo(model, method, chosen)
+    elif method == "int4-weight-only":
+        from torchao.quantization import quantize_
+        for group in INT4_GROUPS:  # each layer at the largest group size that divides its width
+            quantize_(model, _config(method, group), filter_fn=lambda m, fqn, g=group: (
+                chosen(m) and not hasattr(m.weight, "__tensor_flatten__") and m.in_features % g == 0))
+    else:
+        from torchao.quantization import quantize_
+        quantize_(model, _config(method), filter_fn=chosen)
+    model.quantization = method if backend == "torchao" else f"{method} (zoo)"
     return model
+
+
+def _quantize_zoo(model, method: str, chosen) -> None:
+    """Swap each chosen nn.Linear for the zoo's WeightOnlyLinear, one layer at a time."""
+    from ..xlstm.quantized import BITS, WeightOnlyLinear
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if chosen(child):
+                setattr(parent, name, WeightOnlyLinear(child, BITS[method]))
 
 
 def tensor_bytes(t) -> int:

@@ -79,7 +79,7 @@ def eval_main(argv: list[str]) -> int:
     task = make_task(recipe.data)
     model = build(recipe, task, device)
     if args.quantize:
-        model = quantize_model(model, args.quantize)
+        model = quantize_model(model, args.quantize, args.quantize_backend)
     metrics = evaluate(model, task, recipe.eval.batch_size, recipe.eval.max_batches, device, recipe.train.precision)
     print(json.dumps(metrics))
     return 0
@@ -106,7 +106,7 @@ def _perplexity_main(args) -> int:
     documents = list(iter_documents(TextData(files=[args.data], format=args.format, text_field=args.text_field)))
     model, directory = build_for_eval(spec, device=setup().device, dtype=parse_dtype(args.dtype))
     if args.quantize:
-        model = quantize_model(model, args.quantize)
+        model = quantize_model(model, args.quantize, args.quantize_backend)
     tokenizer = load_tokenizer(tokenizer_spec, directory)
     check_vocabulary(tokenizer, model.config.vocab_size, tokenizer_spec or directory)
     print(json.dumps(perplexity(model, tokenizer, documents, args.batch_size, args.chunk_size)))

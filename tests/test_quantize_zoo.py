@@ -1,0 +1,162 @@
+"""The zoo's own weight-only quantization (xlstm/quantized.py, quantize_backend="zoo") and its Triton
+matvec kernels (kernels/triton/weight_only.py, in Triton's interpreter).
+
+Tolerances: the kernels accumulate in float32 what the reference multiplies in float64 from the same
+dequantized weights, so ~1e-7 relative (2e-6 allowed); float16 inputs are read exactly and the output is
+rounded once to float16 (2**-11 relative: ~3e-4 over a vector, 1e-3 allowed). Quantization
+itself: on Gaussian weights int8 per row leaves ~0.7% relative error (254 steps over the row's range),
+int4 per group of 128 ~9.5% (15 steps over the group's); whole random models move more (their logits
+amplify rounding), so the kernels' models are checked against a dequantized twin.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from interpreted import run_interpreted
+
+LARGE = {"model": {"kind": "xlstm-large-lm", "vocab_size": 61, "embedding_dim": 64, "num_heads": 2,
+                   "num_blocks": 2, "weight_mode": "fused", "kernels": {"mode": "inference", "chunk_size": 16}}}
+
+
+def _rel(a, b) -> float:
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+def _build(method=None, dtype=None):
+    from xlstm_zoo.registry.builder import build_model
+    torch.manual_seed(0)
+    return build_model(LARGE, quantize=method, quantize_backend="zoo", dtype=dtype).eval()
+
+
+def _twin(model):
+    """The quantized model with each WeightOnlyLinear replaced by an nn.Linear of its dequantized weight."""
+    from xlstm_zoo.xlstm.quantized import WeightOnlyLinear
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, WeightOnlyLinear):
+                linear = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
+                linear.weight.data = child.weight_dequantized()
+                setattr(parent, name, linear)
+    return model
+
+
+# ------------------------------------------------------------------------------------ in the interpreter
+
+
+def _kernels() -> dict:
+    """Relative error of each matvec against float64 products with the dequantized weight."""
+    from xlstm_zoo.kernels.triton.weight_only import int4_matvec, int8_matvec
+    from xlstm_zoo.xlstm.quantized import dequantize_int4, quantize_int4, quantize_int8
+
+    gen = torch.Generator().manual_seed(0)
+    out = {}
+    for N, K in ((40, 200), (33, 256), (16, 128)):  # 200: a last group of 72, zero-padded
+        w = torch.randn(N, K, generator=gen)
+        q4, q8 = quantize_int4(w), quantize_int8(w)
+        w4, w8 = dequantize_int4(*q4, K).double(), q8[0].double() * q8[1].double()[:, None]
+        for M in (1, 3, 6, 16):
+            for dt in (torch.float32, torch.float16):
+                x = torch.randn(2, M, K, generator=gen).to(dt)[:, None]  # (2, 1, M, K): leading dims kept
+                y4, y8 = int4_matvec(x[0], *q4), int8_matvec(x[0], *q8)
+                assert y4.dtype == y8.dtype == dt and y4.shape == y8.shape == (1, M, N)
+                out[f"int4 {N}x{K} M={M} {dt}"] = _rel(y4, x[0].double() @ w4.T)
+                out[f"int8 {N}x{K} M={M} {dt}"] = _rel(y8, x[0].double() @ w8.T)
+    return out
+
+
+def _models() -> dict:
+    """A zoo-quantized model's prefill and decode step (its projections through the kernels) against its
+    dequantized twin (nn.Linear, PyTorch products): float32, relative logit differences."""
+    ids = torch.randint(0, 61, (2, 9), generator=torch.Generator().manual_seed(1))
+    out = {}
+    for method in ("int8-weight-only", "int4-weight-only"):
+        model, twin = _build(method), _twin(_build(method))
+        with torch.no_grad():
+            (lm, sm), (lt, st) = model(ids), twin(ids)  # prefill: 18 rows, the dequantized product
+            out[f"{method} prefill"] = _rel(lm, lt)
+            out[f"{method} step"] = _rel(model(ids[:, :1], sm).logits, twin(ids[:, :1], st).logits)
+    return out
+
+
+@pytest.fixture(scope="module")
+def results():
+    pytest.importorskip("triton")
+    return run_interpreted(__file__)
+
+
+def test_matvec_kernels_match_float64(results):
+    assert len(results["kernels"]) == 48
+    for name, err in results["kernels"].items():
+        assert err < (1e-3 if name.endswith("float16") else 2e-6), (name, err)
+
+
+def test_quantized_model_decodes_through_the_kernels_like_its_dequantized_twin(results):
+    assert len(results["models"]) == 4
+    for name, err in results["models"].items():
+        assert err < 1e-5, (name, err)
+
+
+# ----------------------------------------------------------------------------------- plain PyTorch (CPU)
+
+
+def test_quantization_error_and_clipping():
+    from xlstm_zoo.xlstm import quantized
+
+    w = torch.randn(64, 320, generator=torch.Generator().manual_seed(3))
+    w[0, 5] = 12.0  # an outlier: clipping its group's range pays off
+    err8 = _rel(quantized.quantize_int8(w)[0].float() * quantized.quantize_int8(w)[1][:, None], w)
+    err4 = _rel(quantized.dequantize_int4(*quantized.quantize_int4(w), 320), w)
+    assert 0 < err8 < 0.01 and 0.05 < err4 < 0.11, (err8, err4)
+    clips = quantized.CLIPS
+    try:
+        quantized.CLIPS = (1.0,)
+        plain = quantized.dequantize_int4(*quantized.quantize_int4(w), 320)
+    finally:
+        quantized.CLIPS = clips
+    best = quantized.dequantize_int4(*quantized.quantize_int4(w), 320)
+    per_group = lambda d: F.pad((d - w).square(), (0, 64)).view(64, 3, 128).sum(2)  # noqa: E731
+    assert (per_group(best) <= per_group(plain) * (1 + 1e-6)).all()  # never worse, group by group
+    assert _rel(best, w) < _rel(plain, w)
+    q, scale, offset = quantized.quantize_int4(w)
+    assert q.dtype == torch.uint8 and q.shape == (64, 3 * 64) and scale.shape == offset.shape == (3, 64)
+
+
+@pytest.mark.parametrize("method, bits, tol", [("int8-weight-only", 8, 0.05), ("int4-weight-only", 4, 0.6)])
+def test_zoo_quantized_model_on_the_cpu(method, bits, tol):
+    from xlstm_zoo.registry.quantize import tensor_bytes
+    from xlstm_zoo.xlstm.quantized import WeightOnlyLinear
+
+    ref, model = _build(), _build(method)
+    layer = model.backbone.blocks[0].mlstm_layer
+    swapped = [m for m in model.modules() if isinstance(m, WeightOnlyLinear)]
+    assert len(swapped) == 2 * 4 + 1 and all(m.bits == bits for m in swapped)  # qkv, out, up, down; lm_head
+    assert isinstance(layer.ifgate_preact, nn.Linear)  # read by the step kernel as it is
+    assert torch.equal(layer.ifgate_preact.weight, ref.backbone.blocks[0].mlstm_layer.ifgate_preact.weight)
+    assert model.quantization == f"{method} (zoo)"
+    ids = torch.randint(0, 61, (2, 13), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        error = _rel(model(ids).logits, ref(ids).logits)
+    assert 0 < error < tol, error
+    # float32 -> 1 byte (int8) or ~0.56 (int4, this model's widths padded to groups of 128) per weight
+    assert sum(tensor_bytes(p) for p in model.parameters()) < 0.3 * sum(tensor_bytes(p) for p in ref.parameters())
+    greedy = model.generate(ids[:, :5], 4)
+    with torch.no_grad():
+        assert torch.equal(model(greedy[:, :-1]).logits[:, 4:].argmax(-1), greedy[:, 5:])
+
+
+def test_zoo_backend_refuses_float8_and_unknown_names():
+    with pytest.raises(ValueError, match="float8 is torchao's"):
+        _build("float8-weight-only")
+    with pytest.raises(ValueError, match="did you mean 'zoo'"):
+        from xlstm_zoo.registry.builder import build_model
+        build_model(LARGE, quantize="int8-weight-only", quantize_backend="zo")
+
+
+if __name__ == "__main__":
+    print(json.dumps({"kernels": _kernels(), "models": _models()}))
