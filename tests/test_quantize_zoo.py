@@ -11,6 +11,7 @@ amplify rounding), so the kernels' models are checked against a dequantized twin
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -60,7 +61,7 @@ def _kernels() -> dict:
         w = torch.randn(N, K, generator=gen)
         q4, q8 = quantize_int4(w), quantize_int8(w)
         w4, w8 = dequantize_int4(*q4, K).double(), q8[0].double() * q8[1].double()[:, None]
-        for M in (1, 3, 6, 16):
+        for M in (1, 6):  # 6: two programs of 4 rows, the second masked
             for dt in (torch.float32, torch.float16):
                 x = torch.randn(2, M, K, generator=gen).to(dt)[:, None]  # (2, 1, M, K): leading dims kept
                 y4, y8 = int4_matvec(x[0], *q4), int8_matvec(x[0], *q8)
@@ -76,7 +77,8 @@ def _models() -> dict:
     ids = torch.randint(0, 61, (2, 9), generator=torch.Generator().manual_seed(1))
     out = {}
     for method in ("int8-weight-only", "int4-weight-only"):
-        model, twin = _build(method), _twin(_build(method))
+        model = _build(method)
+        twin = _twin(copy.deepcopy(model))
         with torch.no_grad():
             (lm, sm), (lt, st) = model(ids), twin(ids)  # prefill: 18 rows, the dequantized product
             out[f"{method} prefill"] = _rel(lm, lt)
@@ -91,7 +93,7 @@ def results():
 
 
 def test_matvec_kernels_match_float64(results):
-    assert len(results["kernels"]) == 48
+    assert len(results["kernels"]) == 24
     for name, err in results["kernels"].items():
         assert err < (1e-3 if name.endswith("float16") else 2e-6), (name, err)
 

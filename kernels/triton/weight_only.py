@@ -26,7 +26,7 @@ MAX_ROWS = 16
 """Input rows these kernels take (decode batches); longer inputs are matrix products, not theirs."""
 
 
-def _configs(blocks: list[dict], warps=(4, 8), stages=(3, 4)) -> list:
+def _configs(blocks: list[dict], warps=(4, 8), stages=(3,)) -> list:
     return [triton.Config(b, num_warps=w, num_stages=s) for b in blocks for w in warps for s in stages]
 
 
@@ -45,6 +45,14 @@ def _rows(x, m, mm, k, mk, sxm):
 
 
 @triton.jit
+def _small_int_to_float(u):
+    """Integers 0 <= u < 2**23 (int32) to float32 without the slow conversion instruction: placed in the
+    mantissa of 2**23 and the 2**23 taken off again (an OR and a subtraction at full rate; at HBM speed
+    an int4 matvec needs ~10**13 conversions per second, more than the conversion unit gives)."""
+    return (u | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+
+
+@triton.jit
 def _int8_kernel(x, q, scale, y, M, N, K, sxm, sym, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     n = tl.program_id(0) * BN + tl.arange(0, BN)
     m = tl.program_id(1) * BM + tl.arange(0, BM)
@@ -54,7 +62,8 @@ def _int8_kernel(x, q, scale, y, M, N, K, sxm, sym, BM: tl.constexpr, BN: tl.con
     for k0 in range(0, K, BK):
         k = k0 + tl.arange(0, BK)
         mk = k < K
-        w = tl.load(rows + k[None, :], mask=mn[:, None] & mk[None, :], other=0).to(tl.float32)
+        w = _small_int_to_float(tl.load(rows + k[None, :], mask=mn[:, None] & mk[None, :], other=0).to(tl.int32)
+                                + 128) - 128.0
         acc += tl.sum(_rows(x, m, mm, k, mk, sxm)[:, None, :] * w[None, :, :], 2)
     acc *= tl.load(scale + n, mask=mn, other=0.0).to(tl.float32)[None, :]
     tl.store(y + m[:, None] * sym + n[None, :], acc.to(y.dtype.element_ty), mask=mm[:, None] & mn[None, :])
@@ -72,8 +81,8 @@ def _int4_kernel(x, q, scale, offset, y, M, N, K, NG, sxm, sym, BM: tl.constexpr
     rows = q + n[:, None].to(tl.int64) * (NG * HALF)
     acc = tl.zeros([BM, BN], dtype=tl.float32)
     for g in range(0, NG):
-        packed = tl.load(rows + (g * HALF + j)[None, :], mask=mn[:, None], other=0)
-        lo, hi = (packed & 15).to(tl.float32), (packed >> 4).to(tl.float32)
+        packed = tl.load(rows + (g * HALF + j)[None, :], mask=mn[:, None], other=0).to(tl.int32)
+        lo, hi = _small_int_to_float(packed & 15), _small_int_to_float(packed >> 4)
         k = g * BK + j
         xl, xh = _rows(x, m, mm, k, k < K, sxm), _rows(x, m, mm, k + HALF, k + HALF < K, sxm)
         dot = tl.sum(xl[:, None, :] * lo[None, :, :], 2) + tl.sum(xh[:, None, :] * hi[None, :, :], 2)

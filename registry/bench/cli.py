@@ -1,7 +1,7 @@
 """`xlstm-zoo bench <what>`: GPU benchmarks of the zoo against its peers, each a sub-benchmark.
 
     xlstm-zoo bench kernels [--only check,gates,chunkwise,step,slstm] [--quick] [--out benchmarks/results]
-    xlstm-zoo bench generate [--batches 1,8,...] [--quantize int8-weight-only,...] [--compile]
+    xlstm-zoo bench generate [--batches 1,8,...] [--quantize int8-weight-only,...] [--compile ...] [--zoo-quantize ...]
     xlstm-zoo bench prefill [--lengths 8192,...] [--skip-variants]
     xlstm-zoo bench lora [--steps 5]
     xlstm-zoo bench train [--entries xlstm-125m,xlstm-350m] [--variants plain,fsdp+compile,...] [--no-peers]
@@ -32,8 +32,8 @@ def models(args) -> int:
             bench_models.bench_generate(rep, args.new_tokens)
         bench_models.bench_batches(rep, [int(b) for b in args.batches.split(",") if b])
         _write(rep, args.what, args.out)  # what is measured so far, should a variant below take the GPU down
-        bench_models.bench_quantized(rep, [m for m in args.quantize.split(",") if m],
-                                     [m for m in args.compile.split(",") if m])
+        bench_models.bench_quantized(rep, *([m for m in getattr(args, a).split(",") if m]
+                                            for a in ("quantize", "compile", "zoo_quantize")))
     elif args.what == "prefill":
         bench_models.bench_prefill(rep, [int(s) for s in args.lengths.split(",")], not args.skip_variants)
     elif args.what == "lora":
@@ -76,6 +76,8 @@ def main(argv: list[str]) -> int:
                            help="weight-only methods decoded beside bf16 (torchao)")
             p.add_argument("--compile", default="", help="methods also run with torch.compile'd projections "
                            "(e.g. int8-weight-only,float8-weight-only)")
+            p.add_argument("--zoo-quantize", default="int8-weight-only,int4-weight-only",
+                           help="methods also run with the zoo's layers (quantize_backend='zoo', Triton matvec)")
         if what == "train":
             from .models import TRAIN_VARIANTS
             p.add_argument("--entries", default="xlstm-125m,xlstm-350m", help="zoo entries, comma-separated")

@@ -19,13 +19,14 @@ from .report import Report, _bench, _copy_bandwidth, _ms, _rel
 SEVEN_B = dict(embedding_dim=4096, num_heads=8, num_blocks=32, vocab_size=50304)
 
 
-def _zoo_7b(quantize=None):
+def _zoo_7b(quantize=None, backend="torchao"):
     """The 7B with random weights, the same ones on every call (so quantized copies compare to bf16)."""
     import torch
 
     from ..builder import build_model
     torch.manual_seed(0)
-    return build_model("xlstm-7b", device="cuda", dtype=torch.bfloat16, quantize=quantize).eval()
+    return build_model("xlstm-7b", device="cuda", dtype=torch.bfloat16, quantize=quantize,
+                       quantize_backend=backend).eval()
 
 
 def _peer_7b():
@@ -106,8 +107,11 @@ def by_kind(times: dict, kind: Callable[[str], str]) -> list:
 
 def _decode_kind(name: str) -> str:
     name = name.lower()
-    return ("mLSTM step (Triton)" if "step_kernel" in name else
+    return ("mLSTM step (Triton)" if "_step_kernel" in name or "_step_gates_kernel" in name else
             "fused pointwise (Triton)" if any(k in name for k in ("rms_norm", "norm_gate", "swiglu", "soft_cap")) else
+            "weight-only matvec (zoo, Triton)" if name in ("_int8_kernel", "_int4_kernel") else
+            "int4 matrix products (tinygemm)" if "tinygemm" in name or "int4" in name else
+            "torch.compile'd (inductor Triton)" if name.startswith("triton_") else
             "matrix products (cuBLAS)" if any(k in name for k in ("gemv", "gemm", "nvjet", "cutlass", "sm90")) else
             "copies" if "memcpy" in name or "copy" in name else "elementwise / norms / reductions")
 
@@ -164,7 +168,7 @@ def bench_generate(rep: Report, new_tokens: int):
                 logits = runner(toks[-1])
             toks.append(logits.argmax(-1))
             same = (torch.stack(toks, 1) == ref[:, 128:]).all(0)
-            checks.append([batch, label, "equal" if same.all() else f"equal up to token {int(same.int().argmin())}",
+            checks.append([batch, label, _agreement(same),
                            _rel(graph_logits, eager[0]), _rel(eager[1], eager[0])])
             if batch == 1:
                 times = kernel_times(lambda: runner(tok))
@@ -241,9 +245,11 @@ def bench_batches(rep: Report, batches, prompt: int = 128):
               rows)
 
 
-def bench_quantized(rep: Report, methods, compiled=(), new_tokens: int = 32):
+def bench_quantized(rep: Report, methods, compiled=(), zoo=(), new_tokens: int = 32):
     """B=1 greedy decode of the 7B with weight-only quantized projections beside bf16 (same random weights):
-    ms/step of the captured step, weights, last-position prefill logits against bf16, greedy tokens."""
+    torchao's layers (`methods`; `compiled`: with torch.compile'd projections) and the zoo's (`zoo`, Triton
+    matvec kernels). Per variant: ms/step of the captured step, weights, last-position prefill logits and
+    greedy tokens against bf16, graph decode against the eager loop; and where the step's GPU time goes."""
     import torch
 
     from ...xlstm import cuda_graph
@@ -251,38 +257,51 @@ def bench_quantized(rep: Report, methods, compiled=(), new_tokens: int = 32):
     gen = torch.Generator(device="cuda").manual_seed(0)
     ids = torch.randint(0, SEVEN_B["vocab_size"], (1, 128), device="cuda", generator=gen)
     bw = _copy_bandwidth()
-    rows, ref = [], None
-    variants = [(None, False)] + [(m, False) for m in methods]
-    variants += [(m, True) for m in compiled]
-    for method, compile_ in variants:
+    rows, ref, profiles = [], None, []
+    variants = [(None, False, "torchao")] + [(m, False, "torchao") for m in methods]
+    variants += [(m, True, "torchao") for m in compiled] + [(m, False, "zoo") for m in zoo]
+    for method, compile_, backend in variants:
         cuda_graph._RUNNERS.clear()
         _free()
-        name = (method or "bf16 (default)") + (", torch.compile'd projections" if compile_ else "")
+        name = (method or "bf16 (default)") + (", torch.compile'd projections" if compile_ else "") + \
+            (", zoo Triton matvec" if backend == "zoo" else "")
         try:
-            model = _zoo_7b(method)
+            model = _zoo_7b(method, backend)
             if compile_:
                 compile_small_batch(model)
             with torch.no_grad():
                 logits = model(ids, logits_to_keep=1).logits[:, -1].float()
+            eager = model.generate(ids, new_tokens, eos_token_id=None, cuda_graph=False)[:, 128:]
             tokens = model.generate(ids, new_tokens, eos_token_id=None)[:, 128:]
             ms = _decode_ms(model, 1)
+            runner, tok = cuda_graph._RUNNERS[model], torch.zeros(1, dtype=torch.long, device="cuda")
+            times = kernel_times(lambda: runner(tok))
         except Exception as e:  # one failing variant must not cost the others (one GPU run)
-            rows.append([name, "failed", "", "", "", f"{type(e).__name__}: {str(e)[:80]}"])
+            rows.append([name, "failed", "", "", "", f"{type(e).__name__}: {str(e)[:80]}", "", ""])
             print(rows[-1], flush=True)
             continue
         if ref is None:
             ref = (logits, tokens)
-        same = (tokens == ref[1])[0]
+        same, graph_eager = (tokens == ref[1])[0], (tokens == eager)[0]
         rows.append([name, ms, 1e3 / ms, _decode_floor_ms(model, 1, bw), _weight_bytes(model) / 2**30,
-                     f"{_rel(logits, ref[0]):.2e}", "equal" if same.all() else f"equal up to token {int(same.int().argmin())}"])
+                     f"{_rel(logits, ref[0]):.2e}", _agreement(same), _agreement(graph_eager)])
+        profiles.append((name, by_kind(times, _decode_kind), sorted(times.items(), key=lambda kv: -kv[1][1])[:8]))
         print(rows[-1], flush=True)
-        del model
+        del model, runner
     cuda_graph._RUNNERS.clear()
     _free()
     rep.table(f"xLSTM-7B weight-only quantized greedy decode, B=1, 128-token prompt, CUDA graph (copy bandwidth "
               f"{bw / 1e12:.2f} TB/s; targets: int8 <= 2.8 ms/token, int4 <= 1.6)",
               ["weights", "ms/step", "tokens/s", "floor ms/step", "weights GiB", "prefill logits rel. to bf16",
-               f"{new_tokens} greedy tokens vs bf16"], rows)
+               f"{new_tokens} greedy tokens vs bf16", "graph vs eager tokens"], rows)
+    for name, kinds, top in profiles:
+        rep.table(f"where one B=1 graph step's GPU time goes: {name}", ["kernels", "count/step", "GPU ms/step"], kinds)
+        rep.table(f"top kernels of one B=1 graph step: {name}", ["kernel", "count/step", "GPU ms/step"],
+                  [[k[:80], count, t] for k, (count, t) in top])
+
+
+def _agreement(same) -> str:
+    return "equal" if same.all() else f"equal up to token {int(same.int().argmin())}"
 
 
 def bench_prefill(rep: Report, lengths=(8192, 32768, 131072, 262144, 524288, 1048576), variants: bool = True):
