@@ -5,7 +5,7 @@ if the product reads the packed weights directly. These kernels stream the packe
 few input rows in registers, so no dequantized copy of a weight ever reaches device memory.
 
 Layouts (xlstm/quantized.py makes them):
-- int8: q (N, K) int8, scale (N,): w[n, k] = q[n, k] * scale[n].
+- int8: q (N, K) int8, scale (N,): w[n, k] = q[n, k] * scale[n] (the kernel reads q's bytes as uint8).
 - int4: q (N, Kp / 2) uint8 with K padded to Kp, a multiple of the group G; byte j of group g holds
   k = g G + j in its low nibble and k = g G + G/2 + j in its high one; scale and offset (Kp / G, N):
   w[n, k] = q[n, k] * scale[g, n] + offset[g, n]. A group's product is then
@@ -45,11 +45,11 @@ def _rows(x, m, mm, k, mk, sxm):
 
 
 @triton.jit
-def _small_int_to_float(u):
-    """Integers 0 <= u < 2**23 (int32) to float32 without the slow conversion instruction: placed in the
-    mantissa of 2**23 and the 2**23 taken off again (an OR and a subtraction at full rate; at HBM speed
-    an int4 matvec needs ~10**13 conversions per second, more than the conversion unit gives)."""
-    return (u | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+def _small_int_to_float(u, bias: tl.constexpr):
+    """u - bias in float32 for integers 0 <= u < 2**23 (int32) without the slow conversion instruction:
+    u goes into the mantissa of 2**23, which one subtraction takes off with the bias (at HBM speed an int4
+    matvec needs ~10**13 conversions per second, more than the conversion unit gives)."""
+    return (u | 0x4B000000).to(tl.float32, bitcast=True) - (8388608.0 + bias)
 
 
 @triton.jit
@@ -62,8 +62,8 @@ def _int8_kernel(x, q, scale, y, M, N, K, sxm, sym, BM: tl.constexpr, BN: tl.con
     for k0 in range(0, K, BK):
         k = k0 + tl.arange(0, BK)
         mk = k < K
-        w = _small_int_to_float(tl.load(rows + k[None, :], mask=mn[:, None] & mk[None, :], other=0).to(tl.int32)
-                                + 128) - 128.0
+        u = tl.load(rows + k[None, :], mask=mn[:, None] & mk[None, :], other=0).to(tl.int32)
+        w = _small_int_to_float(u ^ 128, 128.0)  # u: the int8 bits as uint8; u ^ 128 = q + 128
         acc += tl.sum(_rows(x, m, mm, k, mk, sxm)[:, None, :] * w[None, :, :], 2)
     acc *= tl.load(scale + n, mask=mn, other=0.0).to(tl.float32)[None, :]
     tl.store(y + m[:, None] * sym + n[None, :], acc.to(y.dtype.element_ty), mask=mm[:, None] & mn[None, :])
@@ -82,10 +82,10 @@ def _int4_kernel(x, q, scale, offset, y, M, N, K, NG, sxm, sym, BM: tl.constexpr
     acc = tl.zeros([BM, BN], dtype=tl.float32)
     for g in range(0, NG):
         packed = tl.load(rows + (g * HALF + j)[None, :], mask=mn[:, None], other=0).to(tl.int32)
-        lo, hi = _small_int_to_float(packed & 15), _small_int_to_float(packed >> 4)
+        lo, hi16 = _small_int_to_float(packed & 15, 0.0), _small_int_to_float(packed & 240, 0.0)  # hi16 = 16 hi
         k = g * BK + j
         xl, xh = _rows(x, m, mm, k, k < K, sxm), _rows(x, m, mm, k + HALF, k + HALF < K, sxm)
-        dot = tl.sum(xl[:, None, :] * lo[None, :, :], 2) + tl.sum(xh[:, None, :] * hi[None, :, :], 2)
+        dot = tl.sum(xl[:, None, :] * lo[None, :, :], 2) + 0.0625 * tl.sum(xh[:, None, :] * hi16[None, :, :], 2)
         xsum = tl.sum(xl, 1) + tl.sum(xh, 1)
         s = tl.load(scale + g * N + n, mask=mn, other=0.0).to(tl.float32)
         b = tl.load(offset + g * N + n, mask=mn, other=0.0).to(tl.float32)
@@ -119,7 +119,7 @@ def int8_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor) -> torch.
     check_device(x, q, scale)
     N, K = q.shape
     rows, y, BM, grid = _prepare(x, N)
-    args = (rows, q, scale, y, rows.shape[0], N, K, rows.stride(0), y.stride(0))
+    args = (rows, q.view(torch.uint8), scale, y, rows.shape[0], N, K, rows.stride(0), y.stride(0))
     if interpreting():
         _int8_kernel[grid({"BN": 16})](*args, BM=BM, BN=16, BK=64)
     else:
