@@ -74,17 +74,27 @@ def _step_kernel(q, k, v, i, f, c, n, m, h, c_out, n_out, m_out, NH, DHQK, DHV, 
 
 
 @triton.jit
-def _gate(x, w, bias, row, D, cap, CAP: tl.constexpr, BD: tl.constexpr):
-    """x . w[row] + bias[row] in float32, then cap * tanh(. / cap)."""
-    acc = tl.zeros([BD], dtype=tl.float32)
-    for d0 in range(0, D, BD):
-        d = d0 + tl.arange(0, BD)
-        acc += tl.load(x + d, mask=d < D, other=0.0).to(tl.float32) * \
-            tl.load(w + row * D + d, mask=d < D, other=0.0).to(tl.float32)
-    g = tl.sum(acc, 0) + tl.load(bias + row).to(tl.float32)
+def _soft_capped(g, cap, CAP: tl.constexpr):
     if CAP:
         g = cap * (2.0 * tl.sigmoid(2.0 * g / cap) - 1.0)
     return g
+
+
+@triton.jit
+def _gates(x, wi, bi, wf, bf, row, D, cap, CAP: tl.constexpr, BD: tl.constexpr):
+    """(x . wi[row] + bi[row], x . wf[row] + bf[row]) in float32, then cap * tanh(. / cap). Both in one
+    loop, x read once: each pass issues its three loads together (the products are latency-bound: a
+    decode step spends more time here than on its slab of C)."""
+    acc_i = tl.zeros([BD], dtype=tl.float32)
+    acc_f = tl.zeros([BD], dtype=tl.float32)
+    for d0 in range(0, D, BD):
+        d = d0 + tl.arange(0, BD)
+        xv = tl.load(x + d, mask=d < D, other=0.0).to(tl.float32)
+        acc_i += xv * tl.load(wi + row * D + d, mask=d < D, other=0.0).to(tl.float32)
+        acc_f += xv * tl.load(wf + row * D + d, mask=d < D, other=0.0).to(tl.float32)
+    g_i = tl.sum(acc_i, 0) + tl.load(bi + row).to(tl.float32)
+    g_f = tl.sum(acc_f, 0) + tl.load(bf + row).to(tl.float32)
+    return _soft_capped(g_i, cap, CAP), _soft_capped(g_f, cap, CAP)
 
 
 @triton.jit
@@ -96,8 +106,7 @@ def _step_gates_kernel(q, k, v, x, wi, bi, wf, bf, c, n, m, h, c_out, n_out, m_o
     reduction and the soft-cap launches of a decode step. A program updates NB slabs of C."""
     pv, bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # bh * DHQK * DHV: large batches
     b, hd = bh // NH, bh % NH
-    it = _gate(x + b * sxb, wi, bi, hd, D, cap, CAP, BD)
-    ft = _gate(x + b * sxb, wf, bf, hd, D, cap, CAP, BD)
+    it, ft = _gates(x + b * sxb, wi, bi, wf, bf, hd, D, cap, CAP, BD)
     d = tl.arange(0, DQ)
     n0 = tl.load(n + bh * DHQK + d, mask=d < DHQK, other=0.0).to(tl.float32)
     m0 = tl.load(m + bh).to(tl.float32)
