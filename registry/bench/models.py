@@ -279,6 +279,7 @@ def bench_quantized(rep: Report, methods, compiled=(), zoo=(), new_tokens: int =
         except Exception as e:  # one failing variant must not cost the others (one GPU run)
             rows.append([name, "failed", "", "", "", f"{type(e).__name__}: {str(e)[:80]}", "", ""])
             print(rows[-1], flush=True)
+            model = runner = None  # its memory goes before the next variant is built
             continue
         if ref is None:
             ref = (logits, tokens)
