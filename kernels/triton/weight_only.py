@@ -8,8 +8,7 @@ Layouts (xlstm/quantized.py makes them):
 - int8: q (N, K) int8, scale (N,): w[n, k] = q[n, k] * scale[n] (the kernel reads q's bytes as uint8).
 - int4: q (N, Kp / 2) uint8 with K padded to Kp, a multiple of the group G; byte j of group g holds
   k = g G + j in its low nibble and k = g G + G/2 + j in its high one; scale and offset (Kp / G, N):
-  w[n, k] = q[n, k] * scale[g, n] + offset[g, n]. A group's product is then
-  scale * (x . q) + offset * sum(x): the dequantized weight is never formed, even in registers.
+  w[n, k] = q[n, k] * scale[g, n] + offset[g, n], formed in registers only.
 """
 
 from __future__ import annotations
@@ -31,17 +30,19 @@ def _configs(blocks: list[dict], warps=(4, 8), stages=(3,)) -> list:
 
 
 def _fitting(configs, named_args, **kwargs) -> list:
-    """Tiles of at most 16k products (BM x BN x BK floats live at once): larger ones spill registers."""
+    """Tiles of at most 128 accumulators per thread (BM x BN x BK): larger ones take 250+ registers or
+    spill in sm_90 builds; none of the admitted configs spills (benchmarks/weight_only_sass.py)."""
     bm = kwargs.get("BM", named_args.get("BM", 1))
     bk = kwargs.get("BK", named_args.get("BK"))
-    fit = [c for c in configs if bm * c.kwargs["BN"] * c.kwargs.get("BK", bk) <= 16384]
+    fit = [c for c in configs if bm * c.kwargs["BN"] * c.kwargs.get("BK", bk) <= 128 * 32 * c.num_warps]
     return fit or configs[:1]
 
 
 @triton.jit
-def _rows(x, m, mm, k, mk, sxm):
-    """Input rows m at columns k, float32 (BM, BK)."""
-    return tl.load(x + m[:, None] * sxm + k[None, :], mask=mm[:, None] & mk[None, :], other=0.0).to(tl.float32)
+def _rows(x, m, k, mk, sxm):
+    """Input rows m (clamped to existing rows: a mask on m would keep the loads from being vectorised) at
+    columns k, float32 (BM, BK)."""
+    return tl.load(x + m[:, None] * sxm + k[None, :], mask=mk[None, :], other=0.0).to(tl.float32)
 
 
 @triton.jit
@@ -56,47 +57,47 @@ def _small_int_to_float(u, bias: tl.constexpr):
 def _int8_kernel(x, q, scale, y, M, N, K, sxm, sym, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     n = tl.program_id(0) * BN + tl.arange(0, BN)
     m = tl.program_id(1) * BM + tl.arange(0, BM)
-    mn, mm = n < N, m < M
+    mn, mm, mx = n < N, m < M, tl.minimum(m, M - 1)
     rows = q + n[:, None].to(tl.int64) * K
-    acc = tl.zeros([BM, BN], dtype=tl.float32)
+    acc = tl.zeros([BM, BN, BK], dtype=tl.float32)  # one sum per thread and lane: reduced once, at the end
     for k0 in range(0, K, BK):
         k = k0 + tl.arange(0, BK)
         mk = k < K
         u = tl.load(rows + k[None, :], mask=mn[:, None] & mk[None, :], other=0).to(tl.int32)
         w = _small_int_to_float(u ^ 128, 128.0)  # u: the int8 bits as uint8; u ^ 128 = q + 128
-        acc += tl.sum(_rows(x, m, mm, k, mk, sxm)[:, None, :] * w[None, :, :], 2)
-    acc *= tl.load(scale + n, mask=mn, other=0.0).to(tl.float32)[None, :]
-    tl.store(y + m[:, None] * sym + n[None, :], acc.to(y.dtype.element_ty), mask=mm[:, None] & mn[None, :])
+        acc += _rows(x, mx, k, mk, sxm)[:, None, :] * w[None, :, :]
+    out = tl.sum(acc, 2) * tl.load(scale + n, mask=mn, other=0.0).to(tl.float32)[None, :]
+    tl.store(y + m[:, None] * sym + n[None, :], out.to(y.dtype.element_ty), mask=mm[:, None] & mn[None, :])
 
 
 @triton.jit
 def _int4_kernel(x, q, scale, offset, y, M, N, K, NG, sxm, sym, BM: tl.constexpr, BN: tl.constexpr,
                  BK: tl.constexpr):
-    """BK is the group size G: one group of every row per iteration."""
+    """BK is the group size G: one group of every row per iteration, dequantized by one multiply-add
+    (q * scale + offset) per weight and accumulated per lane; reduced once, at the end."""
     HALF: tl.constexpr = BK // 2
     n = tl.program_id(0) * BN + tl.arange(0, BN)
     m = tl.program_id(1) * BM + tl.arange(0, BM)
-    mn, mm = n < N, m < M
+    mn, mm, mx = n < N, m < M, tl.minimum(m, M - 1)
     j = tl.arange(0, HALF)
     rows = q + n[:, None].to(tl.int64) * (NG * HALF)
-    acc = tl.zeros([BM, BN], dtype=tl.float32)
+    acc = tl.zeros([BM, BN, HALF], dtype=tl.float32)
     for g in range(0, NG):
         packed = tl.load(rows + (g * HALF + j)[None, :], mask=mn[:, None], other=0).to(tl.int32)
-        lo, hi16 = _small_int_to_float(packed & 15, 0.0), _small_int_to_float(packed & 240, 0.0)  # hi16 = 16 hi
+        s = tl.load(scale + g * N + n, mask=mn, other=0.0).to(tl.float32)[:, None]
+        b = tl.load(offset + g * N + n, mask=mn, other=0.0).to(tl.float32)[:, None]
+        lo = _small_int_to_float(packed & 15, 0.0) * s + b
+        hi = _small_int_to_float(packed & 240, 0.0) * (s * 0.0625) + b  # the high nibble, times 16
         k = g * BK + j
-        xl, xh = _rows(x, m, mm, k, k < K, sxm), _rows(x, m, mm, k + HALF, k + HALF < K, sxm)
-        dot = tl.sum(xl[:, None, :] * lo[None, :, :], 2) + 0.0625 * tl.sum(xh[:, None, :] * hi16[None, :, :], 2)
-        xsum = tl.sum(xl, 1) + tl.sum(xh, 1)
-        s = tl.load(scale + g * N + n, mask=mn, other=0.0).to(tl.float32)
-        b = tl.load(offset + g * N + n, mask=mn, other=0.0).to(tl.float32)
-        acc += dot * s[None, :] + xsum[:, None] * b[None, :]
-    tl.store(y + m[:, None] * sym + n[None, :], acc.to(y.dtype.element_ty), mask=mm[:, None] & mn[None, :])
+        xl, xh = _rows(x, mx, k, k < K, sxm), _rows(x, mx, k + HALF, k + HALF < K, sxm)
+        acc += xl[:, None, :] * lo[None, :, :] + xh[:, None, :] * hi[None, :, :]
+    tl.store(y + m[:, None] * sym + n[None, :], tl.sum(acc, 2).to(y.dtype.element_ty), mask=mm[:, None] & mn[None, :])
 
 
 # On a GPU each weight shape is tuned once, on first use (before a decode graph is captured: the runner's
 # warm-up steps run first); the interpreter takes one small block.
-_INT8_TUNED = triton.autotune(_configs([dict(BN=bn, BK=bk) for bn, bk in ((8, 1024), (16, 512), (32, 256), (32, 512),
-                                                                           (64, 128), (64, 256))]),
+_INT8_TUNED = triton.autotune(_configs([dict(BN=bn, BK=bk) for bn, bk in ((8, 512), (16, 256), (32, 128), (8, 1024),
+                                                                           (16, 512), (32, 256))]),
                               key=["N", "K", "BM"], prune_configs_by={"early_config_prune": _fitting})(_int8_kernel)
 _INT4_TUNED = triton.autotune(_configs([dict(BN=bn) for bn in (16, 32, 64, 128)]), key=["N", "K", "BM"],
                               prune_configs_by={"early_config_prune": _fitting})(_int4_kernel)
