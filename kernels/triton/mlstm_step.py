@@ -83,8 +83,8 @@ def _soft_capped(g, cap, CAP: tl.constexpr):
 @triton.jit
 def _gates(x, wi, bi, wf, bf, row, D, cap, CAP: tl.constexpr, BD: tl.constexpr):
     """(x . wi[row] + bi[row], x . wf[row] + bf[row]) in float32, then cap * tanh(. / cap). Both in one
-    loop, x read once: each pass issues its three loads together (the products are latency-bound: a
-    decode step spends more time here than on its slab of C)."""
+    loop, x read once: each pass issues its three loads together, and up to D = 4096 there is one pass
+    (the products are latency-bound: a decode step spent more time here than on its slab of C)."""
     acc_i = tl.zeros([BD], dtype=tl.float32)
     acc_f = tl.zeros([BD], dtype=tl.float32)
     for d0 in range(0, D, BD):
@@ -106,12 +106,12 @@ def _step_gates_kernel(q, k, v, x, wi, bi, wf, bf, c, n, m, h, c_out, n_out, m_o
     reduction and the soft-cap launches of a decode step. A program updates NB slabs of C."""
     pv, bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # bh * DHQK * DHV: large batches
     b, hd = bh // NH, bh % NH
-    it, ft = _gates(x + b * sxb, wi, bi, wf, bf, hd, D, cap, CAP, BD)
-    d = tl.arange(0, DQ)
+    d = tl.arange(0, DQ)  # the loads that do not need the gates are issued before their products
     n0 = tl.load(n + bh * DHQK + d, mask=d < DHQK, other=0.0).to(tl.float32)
     m0 = tl.load(m + bh).to(tl.float32)
     qt = tl.load(q + b * sqb + hd * sqh + d, mask=d < DHQK, other=0.0).to(tl.float32)
     kt = tl.load(k + b * sqb + hd * sqh + d, mask=d < DHQK, other=0.0).to(tl.float32)
+    it, ft = _gates(x + b * sxb, wi, bi, wf, bf, hd, D, cap, CAP, BD)
     for j in range(NB):
         slab = pv * NB + j
         d, dv, md, mv, coff, cmask = _slab(slab, bh, DHQK, DHV, DQ, BV)
@@ -195,7 +195,7 @@ def mlstm_step_projecting_gates(q, k, v, x, gate_weights, gate_soft_cap, c, n, m
                         (q, k, v, x, w_i, b_i, w_f, b_f), (NH, D, DHQK, DHV),
                         (*q.stride()[:2], *v.stride()[:2], x.stride(0), float(gate_soft_cap or 1.0),
                          DHQK ** -0.5, eps), NB=slabs_per_program, CAP=gate_soft_cap is not None,
-                        BD=min(1024, triton.next_power_of_2(D)))
+                        BD=min(4096, triton.next_power_of_2(D)))  # the 7B's gates in one pass: 130 registers
     return h[:, :, 0], states
 
 
