@@ -258,8 +258,8 @@ def bench_quantized(rep: Report, methods, compiled=(), zoo=(), new_tokens: int =
     ids = torch.randint(0, SEVEN_B["vocab_size"], (1, 128), device="cuda", generator=gen)
     bw = _copy_bandwidth()
     rows, ref, profiles = [], None, []
-    variants = [(None, False, "torchao")] + [(m, False, "torchao") for m in methods]
-    variants += [(m, True, "torchao") for m in compiled] + [(m, False, "zoo") for m in zoo]
+    variants = [(None, False, "torchao")] + [(m, False, "zoo") for m in zoo]  # compiles last: they take longest
+    variants += [(m, False, "torchao") for m in methods] + [(m, True, "torchao") for m in compiled]
     for method, compile_, backend in variants:
         cuda_graph._RUNNERS.clear()
         _free()
@@ -287,7 +287,7 @@ def bench_quantized(rep: Report, methods, compiled=(), zoo=(), new_tokens: int =
         rows.append([name, ms, 1e3 / ms, _decode_floor_ms(model, 1, bw), _weight_bytes(model) / 2**30,
                      f"{_rel(logits, ref[0]):.2e}", _agreement(same), _agreement(graph_eager)])
         profiles.append((name, by_kind(times, _decode_kind), sorted(times.items(), key=lambda kv: -kv[1][1])[:8]))
-        print(rows[-1], flush=True)
+        print(rows[-1], *profiles[-1][1], sep="\n  ", flush=True)  # a run cut short keeps what it measured
         del model, runner
     cuda_graph._RUNNERS.clear()
     _free()
