@@ -57,7 +57,9 @@ def _kernels() -> dict:
 
     gen = torch.Generator().manual_seed(0)
     out = {}
-    for N, K in ((40, 200), (33, 256), (16, 128)):  # 200: a last group of 72, zero-padded
+    # 200: a last group of 72, zero-padded; 600: 5 groups in tiles of 2 (the last one half empty), int8 in 10
+    # tiles of 64: the loads run ahead of the tiles they feed
+    for N, K in ((40, 200), (33, 256), (16, 128), (24, 600)):
         w = torch.randn(N, K, generator=gen)
         q4, q8 = quantize_int4(w), quantize_int8(w)
         w4, w8 = dequantize_int4(*q4, K).double(), q8[0].double() * q8[1].double()[:, None]
@@ -93,7 +95,7 @@ def results():
 
 
 def test_matvec_kernels_match_float64(results):
-    assert len(results["kernels"]) == 24
+    assert len(results["kernels"]) == 32
     for name, err in results["kernels"].items():
         assert err < (1e-3 if name.endswith("float16") else 2e-6), (name, err)
 
