@@ -30,7 +30,7 @@ def _configs(blocks: list[dict], warps=(4, 8)) -> list:
 
 
 def _fitting(configs, named_args, **kwargs) -> list:
-    """Tiles of at most 64 weights per thread (with two more tiles in flight): larger ones spill in sm_90
+    """Tiles of at most 64 weights per thread (with the next tile in flight): larger ones spill in sm_90
     builds (benchmarks/weight_only_sass.py)."""
     fit = [c for c in configs if c.kwargs["BN"] * c.kwargs["BK"] <= 64 * 32 * c.num_warps]
     return fit or configs[:1]
@@ -45,10 +45,11 @@ def _small_int_to_float(u, bias: tl.constexpr):
 
 
 # One input row per program, the programs of one block of outputs next to each other in the grid (the
-# rows of a batch then read its weights from L2). Every loop iteration loads the weight tile two ahead and
-# the inputs and group parameters of the next one before it works on the current one: without that, each
-# program waits for a memory round trip per tile (first version: int8 at 52% of bandwidth, int4 at 11%,
-# on an H200; weights one tile ahead: 66% / 32%).
+# rows of a batch then read its weights from L2). Every loop iteration loads the next tile of weights
+# before it works on the current one: without that, each program waits for a memory round trip per tile.
+# Measured on an H200 (7B decode step, benchmarks/results/generate-20261201-19*-quantized*.md): int8 /
+# int4 at 52% / 12% of copy bandwidth without the look-ahead, 66% / 27% with it; weights two tiles ahead
+# and the inputs and group parameters one ahead were slower again (59% / 24%: more registers).
 
 
 @triton.jit
@@ -59,25 +60,14 @@ def _int8_kernel(x, q, scale, y, N, K, sxm, sym, BN: tl.constexpr, BK: tl.conste
     acc = tl.zeros([BN, BK], dtype=tl.float32)  # one sum per lane, reduced once at the end
     k = tl.arange(0, BK)
     u = tl.load(weights + k[None, :], mask=mn[:, None] & (k < K)[None, :], other=0)
-    u1 = tl.load(weights + BK + k[None, :], mask=mn[:, None] & (BK + k < K)[None, :], other=0)
-    xv = tl.load(xr + k, mask=k < K, other=0.0)
     for k0 in range(0, K, BK):
-        kn = k0 + 2 * BK + k
-        u2 = tl.load(weights + kn[None, :], mask=mn[:, None] & (kn < K)[None, :], other=0)
-        xv1 = tl.load(xr + k0 + BK + k, mask=k0 + BK + k < K, other=0.0)
-        acc += xv.to(tl.float32)[None, :] * _small_int_to_float(u.to(tl.int32) ^ 128, 128.0)  # u ^ 128 = q + 128
-        u, u1, xv = u1, u2, xv1
+        kn = k0 + BK + k
+        u_next = tl.load(weights + kn[None, :], mask=mn[:, None] & (kn < K)[None, :], other=0)
+        xv = tl.load(xr + k0 + k, mask=k0 + k < K, other=0.0).to(tl.float32)
+        acc += xv[None, :] * _small_int_to_float(u.to(tl.int32) ^ 128, 128.0)  # u ^ 128 = q + 128
+        u = u_next
     out = tl.sum(acc, 1) * tl.load(scale + n, mask=mn, other=0.0).to(tl.float32)
     tl.store(y + row * sym + n, out.to(y.dtype.element_ty), mask=mn)
-
-
-@triton.jit
-def _int4_group_params(scale, offset, xr, g, n, mn, j, N, K, NG, G: tl.constexpr, HALF: tl.constexpr):
-    """Scale and offset (BN, GPI, 1) and the input halves (1, GPI, HALF) of groups g."""
-    sb, mg = g[None, :] * N + n[:, None], mn[:, None] & (g < NG)[None, :]
-    k = g[:, None] * G + j[None, :]
-    return (tl.load(scale + sb, mask=mg, other=0.0)[:, :, None], tl.load(offset + sb, mask=mg, other=0.0)[:, :, None],
-            tl.load(xr + k, mask=k < K, other=0.0)[None, :, :], tl.load(xr + k + HALF, mask=k + HALF < K, other=0.0)[None, :, :])
 
 
 @triton.jit
@@ -93,17 +83,22 @@ def _int4_kernel(x, q, scale, offset, y, N, K, NG, sxm, sym, BN: tl.constexpr, B
     at = gi[None, :, None] * HALF + j[None, None, :]
     acc = tl.zeros([BN, GPI, HALF], dtype=tl.float32)
     p = tl.load(weights + at, mask=mn[:, None, None] & (gi < NG)[None, :, None], other=0)
-    p1 = tl.load(weights + GPI * HALF + at, mask=mn[:, None, None] & (GPI + gi < NG)[None, :, None], other=0)
-    s, b, xl, xh = _int4_group_params(scale, offset, xr, gi, n, mn, j, N, K, NG, G, HALF)
     for g0 in range(0, NG, GPI):
-        p2 = tl.load(weights + (g0 + 2 * GPI) * HALF + at,
-                     mask=mn[:, None, None] & (g0 + 2 * GPI + gi < NG)[None, :, None], other=0)
-        s1, b1, xl1, xh1 = _int4_group_params(scale, offset, xr, g0 + GPI + gi, n, mn, j, N, K, NG, G, HALF)
-        sf, bf, pi = s.to(tl.float32), b.to(tl.float32), p.to(tl.int32)
-        lo = _small_int_to_float(pi & 15, 0.0) * sf + bf
-        hi = _small_int_to_float(pi & 240, 0.0) * (sf * 0.0625) + bf  # the high nibble, times 16
-        acc += xl.to(tl.float32) * lo + xh.to(tl.float32) * hi
-        p, p1, s, b, xl, xh = p1, p2, s1, b1, xl1, xh1
+        p_next = tl.load(weights + (g0 + GPI) * HALF + at, mask=mn[:, None, None] & (g0 + GPI + gi < NG)[None, :, None],
+                         other=0)
+        g = g0 + gi
+        sb = g[None, :] * N + n[:, None]
+        mg = mn[:, None] & (g < NG)[None, :]
+        s = tl.load(scale + sb, mask=mg, other=0.0).to(tl.float32)[:, :, None]
+        b = tl.load(offset + sb, mask=mg, other=0.0).to(tl.float32)[:, :, None]
+        k = g[:, None] * G + j[None, :]
+        xl = tl.load(xr + k, mask=k < K, other=0.0).to(tl.float32)[None, :, :]
+        xh = tl.load(xr + k + HALF, mask=k + HALF < K, other=0.0).to(tl.float32)[None, :, :]
+        pi = p.to(tl.int32)
+        lo = _small_int_to_float(pi & 15, 0.0) * s + b
+        hi = _small_int_to_float(pi & 240, 0.0) * (s * 0.0625) + b  # the high nibble, times 16
+        acc += xl * lo + xh * hi
+        p = p_next
     tl.store(y + row * sym + n, tl.sum(tl.sum(acc, 2), 1).to(y.dtype.element_ty), mask=mn)
 
 
