@@ -9,7 +9,8 @@ backend="torchao": its int8/float8 weight-only layers dequantize eagerly and get
 its int4 layout runs tinygemm on sm80+ GPUs only, in groups of 128 inputs, or of 64 where the width is not
 a multiple of 128 (the 7B's FFN down projection, 10944 inputs, which a single group size of 128 would
 leave in bf16: 2.7 of int4's 5.6 GiB before). backend="zoo": int8 / int4 in xlstm/quantized.py, whose
-Triton matvec kernels read the packed weights in decode steps (no torch.compile needed), on any device.
+Triton matvec kernels read the packed weights in decode steps (no torch.compile needed), on any device;
+on an H200 its int8 is the faster one and torchao's int4 the faster int4 (benchmarks/README.md).
 """
 
 from __future__ import annotations
