@@ -72,13 +72,6 @@ def _int8_kernel(x, q, scale, y, N, K, sxm, sym, BN: tl.constexpr, BK: tl.conste
 
 
 @triton.jit
-def _group_params(scale, offset, g, n, mn, N, NG):
-    """Scale and offset (BN, GPI) of groups g."""
-    at, mask = g[None, :] * N + n[:, None], mn[:, None] & (g < NG)[None, :]
-    return tl.load(scale + at, mask=mask, other=0.0), tl.load(offset + at, mask=mask, other=0.0)
-
-
-@triton.jit
 def _int4_kernel(x, q, scale, offset, y, N, K, NG, sxm, sym, BN: tl.constexpr, BK: tl.constexpr, G: tl.constexpr):
     """A tile is BK / G groups of BN rows (BK / 2 bytes a row); each weight is dequantized by one
     multiply-add (q * scale + offset) and accumulated per lane."""
@@ -91,20 +84,22 @@ def _int4_kernel(x, q, scale, offset, y, N, K, NG, sxm, sym, BN: tl.constexpr, B
     at = gi[None, :, None] * HALF + j[None, None, :]
     acc = tl.zeros([BN, GPI, HALF], dtype=tl.float32)
     p = tl.load(weights + at, mask=mn[:, None, None] & (gi < NG)[None, :, None], other=0)
-    s, b = _group_params(scale, offset, gi, n, mn, N, NG)
     for g0 in range(0, NG, GPI):
         p_next = tl.load(weights + (g0 + GPI) * HALF + at, mask=mn[:, None, None] & (g0 + GPI + gi < NG)[None, :, None],
                          other=0)
-        s_next, b_next = _group_params(scale, offset, g0 + GPI + gi, n, mn, N, NG)
         g = g0 + gi
+        sb = g[None, :] * N + n[:, None]
+        mg = mn[:, None] & (g < NG)[None, :]
+        s = tl.load(scale + sb, mask=mg, other=0.0).to(tl.float32)[:, :, None]
+        b = tl.load(offset + sb, mask=mg, other=0.0).to(tl.float32)[:, :, None]
         k = g[:, None] * G + j[None, :]
         xl = tl.load(xr + k, mask=k < K, other=0.0).to(tl.float32)[None, :, :]
         xh = tl.load(xr + k + HALF, mask=k + HALF < K, other=0.0).to(tl.float32)[None, :, :]
-        pi, sf, bf = p.to(tl.int32), s.to(tl.float32)[:, :, None], b.to(tl.float32)[:, :, None]
-        lo = _small_int_to_float(pi & 15, 0.0) * sf + bf
-        hi = _small_int_to_float(pi & 240, 0.0) * (sf * 0.0625) + bf  # the high nibble, times 16
+        pi = p.to(tl.int32)
+        lo = _small_int_to_float(pi & 15, 0.0) * s + b
+        hi = _small_int_to_float(pi & 240, 0.0) * (s * 0.0625) + b  # the high nibble, times 16
         acc += xl * lo + xh * hi
-        p, s, b = p_next, s_next, b_next
+        p = p_next
     tl.store(y + row * sym + n, tl.sum(tl.sum(acc, 2), 1).to(y.dtype.element_ty), mask=mn)
 
 
