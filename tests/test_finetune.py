@@ -17,10 +17,11 @@ from safetensors.torch import load_file
 
 import xlstm_zoo
 from xlstm_zoo import build_model, save_pretrained
-from xlstm_zoo.registry.checkpoints import adapters
+from xlstm_zoo.registry.checkpoints import adapters, save_tokenizer
 from xlstm_zoo.registry.cli import main
 from xlstm_zoo.registry.data import IGNORE, make_task
 from xlstm_zoo.registry.data.batch import step_rng
+from xlstm_zoo.registry.data.tokenizers import HFTokenizer
 from xlstm_zoo.registry.pipelines import checkpoint
 from xlstm_zoo.registry.pipelines.metrics import read_metrics
 from xlstm_zoo.schemas import ConfigError
@@ -101,7 +102,7 @@ def test_only_the_adapter_trains_and_the_loss_falls(run):
 def test_adapter_dir_is_peft_layout_and_small(run):
     model_dir = run / "run" / "model"
     assert sorted(p.name for p in model_dir.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
-                                                           "zoo_adapter.json"]
+                                                           "tokenizer.json", "tokenizer_config.json", "zoo_adapter.json"]
     config = json.loads((model_dir / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["r"] == 4 and config["lora_alpha"] == 8
     assert config["base_model_name_or_path"] == f"local-dir:{(run / 'base').resolve()}"
@@ -202,7 +203,8 @@ def test_loss_only_on_response_tokens(tmp_path):
 
 
 def test_a_checkpoint_tokenizer_and_its_eos(tmp_path):
-    """A checkpoint's own tokenizer.json (here a tiny word-level one) tokenizes, and its config's EOS ends responses."""
+    """A checkpoint's own tokenizer.json (here a tiny word-level one) tokenizes, and its config's EOS ends responses;
+    saved with a run's model (an adapter directory: no config.json) it keeps that EOS."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     words = {"[eos]": 0, "what": 1, "is": 2, "two": 3, "?": 4, "it": 5, "[unk]": 6}
@@ -216,6 +218,9 @@ def test_a_checkpoint_tokenizer_and_its_eos(tmp_path):
     x, y = task._train[0]
     assert task.vocab_size == 7
     assert x.tolist() == [1, 2, 3, 4, 5, 2, 3] and y.tolist() == [IGNORE] * 3 + [5, 2, 3, 0]
+    save_tokenizer(task.tokenizer, tmp_path)
+    read_back = HFTokenizer(tmp_path / "tokenizer.json")
+    assert read_back.encode("what is two ?") == [1, 2, 3, 4] and read_back.eos_id == 0
 
 
 def test_the_shipped_7b_lora_recipe_runs_at_small_width(run, tmp_path):

@@ -204,6 +204,13 @@ def save_pretrained(model: nn.Module, directory: PathLike, *, max_shard_size: Un
     return directory
 
 
+def save_tokenizer(tokenizer, directory: PathLike) -> None:
+    """Write a data tokenizer (data.tokenizers: anything with `files()`) into a checkpoint directory, each file
+    atomically: the checkpoint's default tokenizer (its tokenizer.json) is then the one it was trained with."""
+    for name, text in tokenizer.files().items():
+        _write_text(Path(directory) / name, text)
+
+
 # ----------------------------------------------------------------------------------------------- read
 
 
