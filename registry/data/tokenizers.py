@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .files import resolve
+from .hub import source_directory
 
 # GPT-2's pre-tokenisation pattern (tiktoken r50k_base / the original encoder.py).
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -189,22 +190,10 @@ def _special_tokens(directory: Path) -> dict:
 
 def checkpoint_tokenizer(source: str) -> Path:
     """The tokenizer.json of `local-dir:DIR` or `hf-hub:ORG/NAME[@REV]` (from the local Hugging Face cache)."""
-    kind, _, rest = source.partition(":")
-    if kind == "local-dir":
-        path = Path(rest).expanduser() / TOKENIZER_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"tokenizer: {source} has no {TOKENIZER_FILE} ({path} does not exist)")
-        return path
-    from huggingface_hub import try_to_load_from_cache
-
-    repo, _, revision = rest.partition("@")
-    found = try_to_load_from_cache(repo, TOKENIZER_FILE, revision=revision or None)
-    if not isinstance(found, str):
-        from huggingface_hub.constants import HF_HUB_CACHE
-
-        raise FileNotFoundError(f"tokenizer: hf-hub:{repo} has no {TOKENIZER_FILE} in the local Hugging Face cache "
-                                f"{HF_HUB_CACHE} (read offline; download it first, e.g. `huggingface-cli download {repo}`)")
-    return Path(found)
+    try:
+        return source_directory(source, [TOKENIZER_FILE]) / TOKENIZER_FILE
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"tokenizer: {e}") from None
 
 
 def _byte_symbols() -> list[str]:
