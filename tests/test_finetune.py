@@ -150,6 +150,45 @@ def test_merge_refuses_what_is_not_a_whole_adapter(run, tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+class Crash(RuntimeError):
+    pass
+
+
+def test_a_resumed_lora_run_ends_like_the_uninterrupted_one_from_adapter_only_checkpoints(run, tmp_path, monkeypatch):
+    """The run fixture's recipe, stopped right after its step-10 checkpoint and resumed: the same losses and final
+    weights bit for bit (one thread, as the fixture). The checkpoint holds only the adapter and its optimizer
+    state: the frozen base comes back from the recipe's base source."""
+    save = checkpoint.save
+
+    def save_then_crash(root, step, *args):
+        folder = save(root, step, *args)
+        if step == 10:
+            raise Crash(folder)
+        return folder
+
+    args = ["train", str(run / "lora.yaml"), "train.checkpoint_every=10", "--out", str(tmp_path)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        monkeypatch.setattr(checkpoint, "save", save_then_crash)
+        with pytest.raises(Crash) as crashed:
+            main(args)
+        stored = checkpoint.stored_keys(crashed.value.args[0])
+        monkeypatch.setattr(checkpoint, "save", save)
+        assert main([*args, "--resume"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    names = {key.split(".", 1)[0] for key in stored}
+    assert names == {"model", "optimizer"} and all(".lora_" in key for key in stored), sorted(stored)[:5]
+    assert len([k for k in stored if k.startswith("model.")]) == 20  # A and B of 5 projections x 2 blocks
+    straight = [r for r in read_metrics(run / "run" / "metrics.jsonl") if "loss" in r]
+    resumed = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "loss" in r]
+    assert [(r["step"], r["loss"]) for r in resumed] == [(r["step"], r["loss"]) for r in straight]
+    final = trained_weights(run)
+    tuned = build_model(f"local-dir:{tmp_path / 'model'}")
+    assert all(torch.equal(p, final[n]) for n, p in tuned.state_dict().items())
+
+
 def test_target_modules_defaults_patterns_and_errors():
     neurips = build_model("xlstm-125m-7-1", overrides={"model.num_blocks": 2, "model.slstm_at": [1],
                                                         "model.embedding_dim": 64, "model.vocab_size": 32})
