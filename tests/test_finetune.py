@@ -116,6 +116,12 @@ def test_two_fsdp_processes_train_the_adapter_as_one_process_does(run, tmp_path)
     assert all(torch.allclose(one[k], two[k], rtol=0, atol=1e-5) for k in one)
     assert json.loads((out / "model" / "zoo_adapter.json").read_text())["base"] == \
         json.loads((run / "run" / "model" / "zoo_adapter.json").read_text())["base"]
+    # its adapter-only checkpoint, written by 2 FSDP processes, resumes in one plain process (finished: nothing
+    # more to train, model/ written again from the checkpoint's adapter)
+    (out / "model" / "adapter_model.safetensors").unlink()
+    assert main(["train", str(run / "lora.yaml"), "--out", str(out), "--resume"]) == 0
+    again = load_file(out / "model" / "adapter_model.safetensors")
+    assert again.keys() == two.keys() and all(torch.equal(again[k], two[k]) for k in two)
 
 
 def test_adapter_dir_is_peft_layout_and_small(run):
