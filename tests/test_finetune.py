@@ -126,8 +126,8 @@ def test_two_fsdp_processes_train_the_adapter_as_one_process_does(run, tmp_path)
 
 def test_adapter_dir_is_peft_layout_and_small(run):
     model_dir = run / "run" / "model"
-    assert sorted(p.name for p in model_dir.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
-                                                           "tokenizer.json", "tokenizer_config.json", "zoo_adapter.json"]
+    assert sorted(p.name for p in model_dir.iterdir()) == [
+        "adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json", "zoo_adapter.json"]
     config = json.loads((model_dir / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["r"] == 4 and config["lora_alpha"] == 8
     assert config["base_model_name_or_path"] == f"local-dir:{(run / 'base').resolve()}"

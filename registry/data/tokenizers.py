@@ -170,9 +170,9 @@ class HFTokenizer:
         names = (TOKENIZER_FILE, *SPECIAL_TOKEN_FILES)
         files = {name: (self.directory / name).read_text() for name in names if (self.directory / name).is_file()}
         if self.eos_id is not None and self._token_id(_special_tokens(self.directory).get("eos_token")) is None:
-            config = json.loads(files.get(SPECIAL_TOKEN_FILES[0], "{}"))
-            files[SPECIAL_TOKEN_FILES[0]] = json.dumps({**config, "eos_token": self._tokenizer.id_to_token(self.eos_id)},
-                                                       indent=2) + "\n"
+            config = {**json.loads(files.get(SPECIAL_TOKEN_FILES[0], "{}")),
+                      "eos_token": self._tokenizer.id_to_token(self.eos_id)}
+            files[SPECIAL_TOKEN_FILES[0]] = json.dumps(config, indent=2) + "\n"
         return files
 
 
