@@ -476,8 +476,8 @@ class _ChunkwiseFn(torch.autograd.Function):
         grid = (p.Sp // p.T, nkb, p.BH)
         _bw_dq[grid](qp, kp, vp, dhp, qg, p.kg, p.kl, rn, dden, cst, nst, mst, dq, qdq, p.Sp, p.NC, p.DHQK, p.DHV,
                      p.scale, L=p.L, T=p.T, BK=p.BKG, BD=p.BD, PREC=p.prec, num_warps=warps)
-        _bw_dk[grid](qp, kp, vp, dhp, qg, p.kg, p.kl, p.g, p.gl, rn, dden, dcst, dnst, mnext, dk, kdk, p.Sp, p.NC, p.DHQK,
-                     p.DHV, p.scale, L=p.L, T=p.T, BK=p.BKG, BD=p.BD, PREC=p.prec, num_warps=warps)
+        _bw_dk[grid](qp, kp, vp, dhp, qg, p.kg, p.kl, p.g, p.gl, rn, dden, dcst, dnst, mnext, dk, kdk, p.Sp, p.NC,
+                     p.DHQK, p.DHV, p.scale, L=p.L, T=p.T, BK=p.BKG, BD=p.BD, PREC=p.prec, num_warps=warps)
         grid = (p.Sp // p.T, triton.cdiv(p.DHV, p.BV), p.BH)
         _bw_dv[grid](qp, kp, dhp, qg, p.kg, p.kl, p.g, p.gl, rn, dcst, mnext, dv, p.Sp, p.NC, p.DHQK, p.DHV, p.scale,
                      L=p.L, T=p.T, BV=p.BV, BD=p.BD, PREC=p.prec, num_warps=8 if p.BV >= 256 else 4)
