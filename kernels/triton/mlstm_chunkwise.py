@@ -398,8 +398,7 @@ class _Plan:
 def _two_words(x):
     """float64 x as float32 hi + lo (lo = 0 where x is infinite)."""
     hi = x.float()
-    lo = torch.where(hi.isfinite(), x - hi.double(), 0.0).float()
-    return hi.contiguous(), lo.contiguous()
+    return hi.contiguous(), (x - hi).float().nan_to_num_(0.0).contiguous()
 
 
 def _launch_forward(p: _Plan, qp, kp, vp, c0, n0, m0, eps):
