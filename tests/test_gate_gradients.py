@@ -12,7 +12,8 @@ Strong gates (i ~ 10 N(0,1), f ~ 10 N(0,1) + 5) in float32: the decay from the c
 and a weight's exponent is the small difference of two such numbers; with one float32 word each it was off
 by ulp(|b|) (here h 8e-5 .. df 6e-4, at S=4096 2% of h and 3% of df, in float32 and bf16 alike). With the
 low word the kernel is at the float32 floor of the case: the float64 reference itself moves by 1e-6 (h) to
-5e-6 (df) when the inputs get relative perturbations of 2^-24.
+5e-6 (df) when the inputs get relative perturbations of 2^-24 (issue 12's cases with that floor beside them:
+benchmarks/results/kernels-20261201-1929-*-gates.md).
 """
 
 from __future__ import annotations
