@@ -10,6 +10,7 @@ from ...schemas.errors import ConfigError, Problem
 from ...schemas.recipe import InstructionData, Recipe, TextData
 from ...schemas.yaml_io import Document, Overrides, apply_overrides, dump_yaml, load_yaml, validate_document
 from ..builder import build_model
+from ..factory import parse_dtype
 from ..data import Task
 from ..index import SOURCE_PREFIXES, entry_paths, get_config, get_entry, split_name
 
@@ -81,7 +82,7 @@ def save_recipe(recipe: Recipe, path: Path) -> None:
 def build(recipe: Recipe, task: Task, device: torch.device) -> torch.nn.Module:
     """The recipe's model; it must fit the task's data (vocabulary, image shape, ...). An adapter's base is built
     in its dtype."""
-    dtype = torch.bfloat16 if recipe.adapter and recipe.adapter.base_dtype == "bfloat16" else None
+    dtype = parse_dtype(recipe.adapter.base_dtype) if recipe.adapter else None
     model = build_model(recipe.model.name, pretrained=recipe.model.pretrained, overrides=recipe.model.overrides,
                         device=device, dtype=dtype)
     task.check_model(model.config)
