@@ -222,3 +222,20 @@ def test_forward_refuses_bad_ids_and_foreign_states_before_the_embedding():
 def test_char_tokenizer_names_a_character_outside_its_corpus():
     with pytest.raises(ValueError, match="text: the character 'z' at position 2 is not one of the 3 characters"):
         CharTokenizer("abc").encode("abz")
+
+
+def test_a_transformers_config_json_with_bad_values_names_the_file_and_each_key(checkpoint):
+    """A transformers directory (config.json, no zoo.yaml) whose values our schema refuses raised pydantic's
+    ValidationError (its own format, no file), and a non-numeric soft cap a TypeError from a comparison."""
+    (checkpoint / "zoo.yaml").unlink()
+    (checkpoint / "model.safetensors.index.json").unlink()
+    path = checkpoint / "config.json"
+    config = json.loads(path.read_text())
+    path.write_text(json.dumps({**config, "num_heads": "x", "chunk_size": 0, "gate_soft_cap": "high",
+                                "hidden_size": [32], "embedding_dim": [32]}))
+    with pytest.raises(ValueError) as e:
+        build_model(f"local-dir:{checkpoint}")
+    assert sorted(str(e.value).splitlines()) == [f"{path}: chunk_size: expected greater than or equal to 1, got 0",
+                                                 f"{path}: gate_soft_cap: expected a number, got 'high'",
+                                                 f"{path}: hidden_size: expected an integer, got a list",
+                                                 f"{path}: num_heads: expected an integer, got 'x'"]
