@@ -239,3 +239,14 @@ def test_a_transformers_config_json_with_bad_values_names_the_file_and_each_key(
                                                  f"{path}: gate_soft_cap: expected a number, got 'high'",
                                                  f"{path}: hidden_size: expected an integer, got a list",
                                                  f"{path}: num_heads: expected an integer, got 'x'"]
+
+
+@pytest.mark.parametrize("option, value", [("batch_size", 0), ("batch_size", -1), ("chunk", 0)])
+def test_perplexity_refuses_a_batch_or_chunk_size_below_one(option, value):
+    """`eval --data F --batch-size -1` printed perplexity 1.0 (nothing scored); a chunk size of 0 a range() error."""
+    from xlstm_zoo.registry.scoring import score_documents
+
+    model = build_model({"model": TINY})
+    name = "chunk_size" if option == "chunk" else option
+    with pytest.raises(ValueError, match=rf"^{name}: expected an integer >= 1, got {value}$"):
+        score_documents(model, [[1, 2, 3]], **{option: value})
