@@ -16,7 +16,7 @@ from xlstm_zoo.registry.checkpoints import CheckpointError, load_model_dir, save
 from xlstm_zoo.registry.cli import main
 from xlstm_zoo.registry.data.tokenizers import CharTokenizer
 from xlstm_zoo.registry.factory import ModelTooLargeError
-from xlstm_zoo.registry.index import ZOO_DIR
+from xlstm_zoo.registry.index import ZOO_DIR, get_config
 from xlstm_zoo.registry.pipelines.recipes import load_recipe
 from xlstm_zoo.schemas import ConfigError
 from xlstm_zoo.schemas.yaml_io import load_yaml
@@ -250,3 +250,43 @@ def test_perplexity_refuses_a_batch_or_chunk_size_below_one(option, value):
     name = "chunk_size" if option == "chunk" else option
     with pytest.raises(ValueError, match=rf"^{name}: expected an integer >= 1, got {value}$"):
         score_documents(model, [[1, 2, 3]], **{option: value})
+
+
+def test_a_value_of_a_union_field_is_reported_at_its_key_once_with_every_alternative(tmp_path):
+    """`slstm_at: alll` was two lines under pydantic's branch labels, `model.slstm_at.list[int]: expected a
+    list` and `model.slstm_at.literal['all']: expected 'all'`, which are no keys of the document."""
+    path = edited(tmp_path, "xlstm-125m-7-1", "slstm_at: [3, 20]", "slstm_at: alll")
+    with pytest.raises(ConfigError) as e:
+        get_config(str(path))
+    assert str(e.value) == (f"{path}:{line_of(path, 'slstm_at')}:13: model.slstm_at: expected a list or 'all', "
+                            "got 'alll'")
+    with pytest.raises(ConfigError) as e:
+        get_config("xlstm-125m", ["model.slstm_at=[3, x]"])
+    assert str(e.value).splitlines() == ["<override>: model.slstm_at.1: expected an integer, got 'x'",
+                                         "<override>: model.slstm_at: expected 'all', got a list"]
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((ZOO_DIR / "recipes" / "shakespeare-char.yaml").read_text().replace("tokenizer: char",
+                                                                                          "tokenizer: bpe"))
+    with pytest.raises(ConfigError) as e:
+        load_recipe(recipe)
+    assert str(e.value) == (f"{recipe}:{line_of(recipe, 'tokenizer')}:14: data.tokenizer: expected 'char', 'byte' or "
+                            "'gpt2' or a string matching '^(local-dir|hf-hub):.+', got 'bpe'")
+
+
+def test_a_missing_kind_lists_the_kinds_it_could_be(tmp_path):
+    """It said `expected kind to be one of , got nothing`: pydantic gives no tags when the key is absent."""
+    path = tmp_path / "m.yaml"
+    path.write_text("model:\n  vocab_size: 3\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:1:1: model.kind: expected kind to be one of "
+                                          "'xlstm-lm', 'xlstm-large-lm', 'vil', 'xlstm-backbone', 'tirex', got nothing$"):
+        get_config(str(path))
+
+
+def test_an_override_into_a_missing_list_is_refused_at_the_override():
+    """`model.slstm_at.0=2` where the entry has no slstm_at made the mapping {0: 2}, reported as `expected a
+    list, got a mapping` at the entry file's `model:` line."""
+    with pytest.raises(ConfigError, match=r"^<override>: model.slstm_at.0: expected model.slstm_at to be an existing "
+                                          r"list to index, got nothing \(set the whole list: model.slstm_at=\[...\]\)$"):
+        get_config("xlstm-125m", ["model.slstm_at.0=2"])
+    with pytest.raises(ConfigError, match=r"^<override>: model.mlstm_block: expected a mapping, got 3$"):
+        get_config("xlstm-125m", ["model.mlstm_block=3"])  # an override's value is still its own problem
