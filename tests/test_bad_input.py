@@ -290,3 +290,16 @@ def test_an_override_into_a_missing_list_is_refused_at_the_override():
         get_config("xlstm-125m", ["model.slstm_at.0=2"])
     with pytest.raises(ConfigError, match=r"^<override>: model.mlstm_block: expected a mapping, got 3$"):
         get_config("xlstm-125m", ["model.mlstm_block=3"])  # an override's value is still its own problem
+
+
+def test_an_unknown_weights_tag_or_capability_is_refused_not_ignored(capsys):
+    """`xlstm-125m.foo` resolved to xlstm-125m (the tag was dropped unless pretrained), and `ls --capability
+    genrate` listed nothing with exit code 0."""
+    with pytest.raises(LookupError, match=r"^unknown zoo entry 'xlstm-125m.foo'; did you mean xlstm-125m"):
+        get_config("xlstm-125m.foo")
+    with pytest.raises(LookupError, match=r"^zoo entry 'xlstm-7b' has no weights tagged 'bsae' \(tags: base\)$"):
+        build_model("xlstm-7b.bsae", device="meta")
+    assert get_config("xlstm-7b.base") == get_config("xlstm-7b")
+    assert main(["ls", "--capability", "genrate"]) == 2
+    assert capsys.readouterr().err == ("error: unknown capability 'genrate'; did you mean generate? (one of generate, "
+                                       "stateful-step, train, hf-interop, nx-ai-interop)\n")
