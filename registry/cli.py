@@ -74,7 +74,10 @@ def cmd_cp(args) -> int:
 
 def document_kind(path: str) -> str:
     """The document kind a YAML file declares in its $schema comment (zoo entries by default)."""
-    first = Path(path).read_text(encoding="utf-8").split("\n", 1)[0] if Path(path).is_file() else ""
+    try:  # an unreadable or non-UTF-8 file is load_yaml's to report, with its position
+        first = Path(path).read_bytes().split(b"\n", 1)[0].decode("utf-8", "replace")
+    except OSError:
+        first = ""
     match = SCHEMA_COMMENT.match(first)
     if match:
         for kind in DOCUMENTS:

@@ -303,3 +303,12 @@ def test_an_unknown_weights_tag_or_capability_is_refused_not_ignored(capsys):
     assert main(["ls", "--capability", "genrate"]) == 2
     assert capsys.readouterr().err == ("error: unknown capability 'genrate'; did you mean generate? (one of generate, "
                                        "stateful-step, train, hf-interop, nx-ai-interop)\n")
+
+
+def test_validate_names_the_byte_of_a_file_that_is_not_utf8(tmp_path, capsys):
+    """`validate` read the $schema comment first and printed Python's `'utf-8' codec can't decode byte 0xff in
+    position 38` with no line or column."""
+    path = tmp_path / "mine.yaml"
+    path.write_bytes(b"model:\n  kind: xlstm-lm\n  vocab_size: \xff\n")
+    assert main(["validate", str(path)]) == 1
+    assert capsys.readouterr().err == f"{path}:3:15: expected UTF-8 text, got the byte 0xff\n"
