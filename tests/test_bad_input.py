@@ -312,3 +312,24 @@ def test_validate_names_the_byte_of_a_file_that_is_not_utf8(tmp_path, capsys):
     path.write_bytes(b"model:\n  kind: xlstm-lm\n  vocab_size: \xff\n")
     assert main(["validate", str(path)]) == 1
     assert capsys.readouterr().err == f"{path}:3:15: expected UTF-8 text, got the byte 0xff\n"
+
+
+class Foreign:
+    """A class a pickle may name; torch.load(weights_only=True) refuses to build it."""
+
+
+def test_a_tirex_file_that_needs_unpickling_is_refused_in_one_line_without_advice_to_unpickle(tmp_path):
+    """The error was torch's whole multi-paragraph text, whose first advice is to re-run torch.load with
+    weights_only=False (arbitrary code execution); it names what was refused now, on one line."""
+    from xlstm_zoo.registry.checkpoints.tirex import read_tirex_checkpoint
+
+    path = tmp_path / "model.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {}, "callback": Foreign()}, path)
+    with pytest.raises(CheckpointError) as e:
+        read_tirex_checkpoint(path)
+    assert re.fullmatch(rf"{re.escape(str(path))}: not a TiRex checkpoint readable with "
+                        r"torch.load\(weights_only=True\) \(Unsupported global: GLOBAL [\w.]*Foreign was not an "
+                        r"allowed global by default\); pickled code is never run", str(e.value)), str(e.value)
+    path.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"\(Unsupported operand 110\); pickled code is never run$"):
+        read_tirex_checkpoint(path)
