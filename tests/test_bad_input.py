@@ -333,3 +333,17 @@ def test_a_tirex_file_that_needs_unpickling_is_refused_in_one_line_without_advic
     path.write_text("not a checkpoint")
     with pytest.raises(CheckpointError, match=r"\(Unsupported operand 110\); pickled code is never run$"):
         read_tirex_checkpoint(path)
+
+
+def test_validate_takes_the_bare_model_config_files_that_build_takes(tmp_path, capsys):
+    """A file holding just a model config (or just `model:`) builds, but `validate` read it as a zoo entry:
+    `kind: unknown key`, `name: expected this required key`, ... for a file with nothing wrong."""
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("kind: xlstm-lm\nvocab_size: 10\nembedding_dim: 32\nnum_blocks: 1\nmlstm_block: {}\n")
+    only_model = tmp_path / "model.yaml"
+    only_model.write_text("model:\n" + "".join(f"  {line}\n" for line in bare.read_text().splitlines()))
+    assert main(["validate", str(bare), str(only_model)]) == 0
+    assert capsys.readouterr().out == "2 file(s) valid\n"
+    bare.write_text(bare.read_text().replace("vocab_size: 10", "vocab_size: ten"))
+    assert main(["validate", str(bare)]) == 1
+    assert capsys.readouterr().err == f"{bare}:2:13: model.vocab_size: expected an integer, got 'ten'\n"
