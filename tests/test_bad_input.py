@@ -347,3 +347,16 @@ def test_validate_takes_the_bare_model_config_files_that_build_takes(tmp_path, c
     bare.write_text(bare.read_text().replace("vocab_size: 10", "vocab_size: ten"))
     assert main(["validate", str(bare)]) == 1
     assert capsys.readouterr().err == f"{bare}:2:13: model.vocab_size: expected an integer, got 'ten'\n"
+
+
+def test_eval_of_a_path_that_is_no_run_directory_says_so(tmp_path, capsys):
+    """`eval runs/typo` and `eval local-dir:DIR` (without --data) said `unknown zoo entry 'runs/typo'`."""
+    assert main(["eval", str(tmp_path / "typo")]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'typo'}: no such run directory (a `train --out` "
+                                       "directory with recipe.yaml), recipe file or zoo entry\n")
+    assert main(["eval", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path}: not a run directory (no recipe.yaml); a checkpoint "
+                                       f"directory is evaluated on a file: eval local-dir:{tmp_path} --data FILE\n")
+    assert main(["eval", f"local-dir:{tmp_path}"]) == 2
+    assert capsys.readouterr().err == (f"error: local-dir:{tmp_path}: a checkpoint directory is evaluated on a file: "
+                                       "add --data FILE\n")
