@@ -360,3 +360,16 @@ def test_eval_of_a_path_that_is_no_run_directory_says_so(tmp_path, capsys):
     assert main(["eval", f"local-dir:{tmp_path}"]) == 2
     assert capsys.readouterr().err == (f"error: local-dir:{tmp_path}: a checkpoint directory is evaluated on a file: "
                                        "add --data FILE\n")
+
+
+@pytest.mark.parametrize("device, message", [
+    ("foo", "device: expected a torch device such as cpu, cuda, cuda:1 or meta, got 'foo'"),
+    ("cuda:99", "device 'cuda:99': "),
+])
+def test_an_unknown_or_absent_device_is_one_line_not_a_traceback(device, message, capsys):
+    """`build NAME --device foo` printed torch's RuntimeError traceback, `--device cuda` on a CPU-only torch
+    its AssertionError ('Torch not compiled with CUDA enabled'): neither is a ValueError the CLI reports."""
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        build_model({"model": TINY}, device=device)
+    assert main(["build", "formal-lang-small", "--device", device]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {message}")
