@@ -373,3 +373,33 @@ def test_an_unknown_or_absent_device_is_one_line_not_a_traceback(device, message
         build_model({"model": TINY}, device=device)
     assert main(["build", "formal-lang-small", "--device", device]) == 2
     assert capsys.readouterr().err.startswith(f"error: {message}")
+
+
+def test_the_recurrent_modules_refuse_bad_inputs_and_states_before_the_blocks():
+    """MLSTM / xlstm-backbone: integer or float64 input, an empty sequence, a state of another batch or not a
+    state at all were torch errors from inside the blocks (a dtype mismatch in linear, a conv padding error,
+    a size mismatch in cat, `'tuple' object has no attribute 'forward'`)."""
+    from xlstm_zoo import MLSTM
+
+    torch.manual_seed(0)
+    rnn = MLSTM(input_size=3, hidden_size=16, num_layers=2, num_heads=2, batch_first=True)
+    _, state = rnn(torch.randn(2, 4, 3))
+    with pytest.raises(TypeError, match=r"^xlstm-backbone: expected a floating-point input of the model's dtype "
+                                        r"torch.float32, got torch.int64$"):
+        rnn(torch.ones(2, 4, 3, dtype=torch.long))
+    with pytest.raises(TypeError, match="of the model's dtype torch.float32, got torch.float64$"):
+        rnn(torch.randn(2, 4, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"^xlstm-backbone: expected input \(batch, length, 3\) with at least one "
+                                         r"step, got \(2, 0, 3\)$"):
+        rnn(torch.randn(2, 0, 3))
+    with pytest.raises(ValueError, match=r"^state.forward.blocks\[0\]: expected batch size 3 \(that of the input\), "
+                                         r"got 2$"):
+        rnn(torch.randn(3, 1, 3), state)
+    with pytest.raises(TypeError, match="^state: expected None or the SequenceState a previous call returned, got "
+                                        "tuple$"):
+        rnn(torch.randn(2, 1, 3), (torch.zeros(1), torch.zeros(1)))
+    deeper = MLSTM(input_size=3, hidden_size=16, num_layers=3, num_heads=2, batch_first=True)
+    with pytest.raises(ValueError, match="^state.forward: expected the state of 2 blocks, got 3: a state from another"):
+        rnn(torch.randn(2, 1, 3), deeper(torch.randn(2, 1, 3))[1])
+    out, _ = rnn(torch.randn(2, 1, 3), state)  # the state it returned still continues
+    assert out.shape == (2, 1, 16)
