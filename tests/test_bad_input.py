@@ -403,3 +403,21 @@ def test_the_recurrent_modules_refuse_bad_inputs_and_states_before_the_blocks():
         rnn(torch.randn(2, 1, 3), deeper(torch.randn(2, 1, 3))[1])
     out, _ = rnn(torch.randn(2, 1, 3), state)  # the state it returned still continues
     assert out.shape == (2, 1, 16)
+
+
+def test_tirex_and_vil_refuse_inputs_they_cannot_read():
+    """TiRex: prediction_length=0 returned the default horizon (104 steps), patches_per_step=-1 and a 1-D
+    context were torch errors; ViL: integer pixels a conv2d dtype error."""
+    torch.manual_seed(0)
+    tirex = build_model({"kind": "tirex", "embedding_dim": 16, "num_blocks": 1, "slstm": {"num_heads": 2},
+                         "context_length": 64, "input_ff_dim": 16})
+    assert tirex(torch.randn(2, 30), prediction_length=5).shape[-1] == 5
+    with pytest.raises(ValueError, match="^prediction_length: expected a positive length, got 0$"):
+        tirex(torch.randn(2, 30), prediction_length=0)
+    with pytest.raises(ValueError, match="^patches_per_step: expected a positive count, got -1$"):
+        tirex(torch.randn(2, 30), prediction_length=5, patches_per_step=-1)
+    with pytest.raises(ValueError, match=r"^tirex: expected a context of shape \(batch, length\), got \(30,\)$"):
+        tirex(torch.randn(30), prediction_length=5)
+    vil = build_model("vil-digits")
+    with pytest.raises(TypeError, match=r"^vil: expected floating-point images, got torch.int64$"):
+        vil(torch.ones(2, 1, 8, 8, dtype=torch.long))
