@@ -421,3 +421,16 @@ def test_tirex_and_vil_refuse_inputs_they_cannot_read():
     vil = build_model("vil-digits")
     with pytest.raises(TypeError, match=r"^vil: expected floating-point images, got torch.int64$"):
         vil(torch.ones(2, 1, 8, 8, dtype=torch.long))
+
+
+def test_a_nxai_config_with_bad_values_is_refused_at_each_key_of_the_file(tmp_path):
+    """convert --from nx-ai printed pydantic's ValidationError (its own multi-line format, no line numbers)."""
+    from xlstm_zoo.registry.checkpoints.nxai import read_nxai_yaml
+
+    path = tmp_path / "nx.yaml"
+    path.write_text("vocab_size: 10\nembedding_dim: x\nnum_blocks: 1\nmlstm_block:\n  mlstm:\n    num_heads: 0\n")
+    with pytest.raises(ConfigError) as e:
+        read_nxai_yaml(path)
+    assert str(e.value).splitlines() == [f"{path}:2:16: embedding_dim: expected an integer, got 'x'",
+                                         f"{path}:6:16: mlstm_block.mlstm.num_heads: expected greater than or equal "
+                                         "to 1, got 0"]
