@@ -434,3 +434,19 @@ def test_a_nxai_config_with_bad_values_is_refused_at_each_key_of_the_file(tmp_pa
     assert str(e.value).splitlines() == [f"{path}:2:16: embedding_dim: expected an integer, got 'x'",
                                          f"{path}:6:16: mlstm_block.mlstm.num_heads: expected greater than or equal "
                                          "to 1, got 0"]
+
+
+def test_a_data_file_given_on_the_command_line_is_relative_to_the_working_directory(tmp_path, monkeypatch):
+    """`train RECIPE data.files=[chat.jsonl]` (README) looked for chat.jsonl beside the recipe file, not in the
+    directory the command ran in; the recipe file's own paths stay relative to the recipe."""
+    monkeypatch.chdir(tmp_path)
+    recipe = ZOO_DIR / "recipes" / "shakespeare-char.yaml"
+    assert load_recipe(recipe, ["data.files=[mine.txt]"]).data.files == [str(tmp_path / "mine.txt")]
+    assert load_recipe(recipe, ["data.files.0=mine.txt"]).data.files == [str(tmp_path / "mine.txt")]
+    assert load_recipe(recipe, ["data.files=[zoo-data:x.txt, /abs/y.txt]"]).data.files == ["zoo-data:x.txt",
+                                                                                          "/abs/y.txt"]
+    assert load_recipe(recipe).data.files == ["zoo-data:shakespeare.jsonl.gz"]
+    mine = tmp_path / "r.yaml"
+    mine.write_text(recipe.read_text().replace("zoo-data:shakespeare.jsonl.gz", "sub/text.txt"))
+    monkeypatch.chdir("/")
+    assert load_recipe(mine).data.files == [str(tmp_path / "sub" / "text.txt")]
