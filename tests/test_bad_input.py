@@ -450,3 +450,28 @@ def test_a_data_file_given_on_the_command_line_is_relative_to_the_working_direct
     mine.write_text(recipe.read_text().replace("zoo-data:shakespeare.jsonl.gz", "sub/text.txt"))
     monkeypatch.chdir("/")
     assert load_recipe(mine).data.files == [str(tmp_path / "sub" / "text.txt")]
+
+
+def test_lm_eval_refuses_bad_counts_and_an_unwritable_output_before_evaluating(tmp_path, capsys):
+    """--limit -1 was an islice() error from inside lm-eval, --num-fewshot -1 ran as '-1-shot', and an --output
+    that cannot be written failed only after the whole evaluation had run."""
+    pytest.importorskip("lm_eval")
+    spec = f"local-dir:{tmp_path / 'never-loaded'}"
+    for option, value, message in [("--limit", "-1", "expected a number > 0 (a fraction if < 1), got '-1'"),
+                                   ("--limit", "0", "expected a number > 0 (a fraction if < 1), got '0'"),
+                                   ("--num-fewshot", "-1", "expected an integer >= 0, got '-1'")]:
+        with pytest.raises(SystemExit):
+            main(["lm-eval", spec, "--tasks", "x", option, value])
+        assert f"argument {option}: {message}" in capsys.readouterr().err
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    assert main(["lm-eval", spec, "--tasks", "x", "--output", str(blocked / "results.json")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --output: cannot write {blocked / 'results.json'} (")
+
+
+def test_a_char_tokenizer_of_a_missing_file_names_the_tokenizer():
+    """`--tokenizer char:/nonexistent` said `data.files: /nonexistent does not exist` (a recipe key)."""
+    from xlstm_zoo.registry.data.tokenizer_specs import load_tokenizer
+
+    with pytest.raises(ValueError, match="^tokenizer: char:/nonexistent: /nonexistent does not exist$"):
+        load_tokenizer("char:/nonexistent")
