@@ -318,9 +318,6 @@ class Recipe(Schema):
         if self.adapter and not (self.model.pretrained or self.model.name.startswith("local-dir:")):
             errors.add(("adapter",), "expected a base with weights (model.pretrained, or model.name "
                        f"'local-dir:PATH'), got the fresh init of {self.model.name!r}")
-        if self.adapter and self.train.strategy == "fsdp":
-            errors.add(("train", "strategy"), "expected auto or ddp with an adapter (its frozen base is not "
-                       "sharded), got fsdp")
         if self.train.batch_size % self.train.grad_accum_steps:
             errors.add(("train", "grad_accum_steps"), f"expected a divisor of train.batch_size "
                        f"({self.train.batch_size}), got {self.train.grad_accum_steps}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,9 @@ from xlstm_zoo.registry.pipelines.metrics import read_metrics
 from xlstm_zoo.schemas import ConfigError
 from xlstm_zoo.schemas.recipe import InstructionData, LoRA, Recipe
 from xlstm_zoo.schemas.yaml_io import load_yaml, validate_document
+
+from test_pipelines_distributed import ENV, torchrun
+from test_pipelines_train import losses
 
 TINY_LARGE = {"model.embedding_dim": 64, "model.num_heads": 2, "model.num_blocks": 2, "model.vocab_size": 256,
               "model.kernels.mode": "train"}
@@ -98,6 +102,21 @@ def test_only_the_adapter_trains_and_the_loss_falls(run):
     assert len(losses) == STEPS and sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
 
 
+def test_two_fsdp_processes_train_the_adapter_as_one_process_does(run, tmp_path):
+    """LoRA under FSDP2 (gloo, 2 processes): the frozen base is sharded like the adapter; same losses and
+    adapter as the one-process run (float32 sums in another order only), saved from the gathered weights."""
+    out = tmp_path / "fsdp"
+    proc = subprocess.run(torchrun(str(run / "lora.yaml"), "train.strategy=fsdp", "--out", str(out)),
+                          env=ENV, capture_output=True, text=True, cwd=run)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert losses(out) == pytest.approx(losses(run / "run"), rel=1e-4)
+    one, two = (load_file(d / "model" / "adapter_model.safetensors") for d in (run / "run", out))
+    assert one.keys() == two.keys()
+    assert all(torch.allclose(one[k], two[k], rtol=0, atol=1e-5) for k in one)
+    assert json.loads((out / "model" / "zoo_adapter.json").read_text())["base"] == \
+        json.loads((run / "run" / "model" / "zoo_adapter.json").read_text())["base"]
+
+
 def test_adapter_dir_is_peft_layout_and_small(run):
     model_dir = run / "run" / "model"
     assert sorted(p.name for p in model_dir.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
@@ -166,14 +185,10 @@ def test_target_modules_defaults_patterns_and_errors():
     assert len(trainable) == 4 and all(".xlstm.proj_" in n and ".lora_" in n for n in trainable)
 
 
-def test_a_fresh_base_and_fsdp_are_refused():
+def test_a_fresh_base_is_refused():
     doc = load_yaml(Path(xlstm_zoo.__file__).parent / "zoo" / "recipes" / "xlstm-7b-lora.yaml")
     doc.data["model"]["pretrained"] = False
     with pytest.raises(ConfigError, match="adapter: expected a base with weights"):
-        validate_document(Recipe, doc)
-    doc.data["model"]["pretrained"] = True
-    doc.data["train"]["strategy"] = "fsdp"
-    with pytest.raises(ConfigError, match="train.strategy: expected auto or ddp with an adapter"):
         validate_document(Recipe, doc)
 
 

@@ -465,6 +465,8 @@ def bench_train(rep: Report, entries: list[str], variants: list[str], peers: boo
         strategy = variant.split("+")[0]
         dist = setup("auto" if strategy in ("plain", "llama") else strategy)
         owner = owner or (dist if dist.owns_group else None)
+        model = fwd = None  # a variant that failed must not keep its model (and its memory) into the next
+        torch._dynamo.reset()  # nor compiled code holding on to an earlier variant's weights
         _free()
         torch.cuda.reset_peak_memory_stats()
         name = f"transformers Llama (sdpa), {entry} size" if strategy == "llama" else entry
@@ -479,7 +481,6 @@ def bench_train(rep: Report, entries: list[str], variants: list[str], peers: boo
             row = [name, variant, dist.world, f"{params / 1e6:.1f}M", ms, f"{tokens / 1e3:.1f}k", f"{first:.0f} s",
                    peak, f"{100 * mfu:.1f}%", f"{losses[0]:.2f} -> {losses[-1]:.2f}"]
             by[entry, variant] = tokens, peak
-            del model, fwd
         except Exception as e:  # a variant that fails is reported, the others still run
             row = [name, variant, dist.world, "", "", "", "", "", "", f"error: {type(e).__name__}: {str(e)[:200]}"]
         rows.append(row)

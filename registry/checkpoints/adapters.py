@@ -75,7 +75,7 @@ def apply(model: nn.Module, adapter: LoRA) -> nn.Module:
     model.to({"float32": torch.float32, "bfloat16": torch.bfloat16}[adapter.base_dtype])
     config = peft.LoraConfig(r=adapter.rank, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
                              target_modules=target_modules(model, adapter.target_modules))
-    peft.inject_adapter_in_model(config, model)
+    inject(model, config)
     for name, param in model.named_parameters():
         param.requires_grad_(".lora_" in name)
         if param.requires_grad:
@@ -83,8 +83,20 @@ def apply(model: nn.Module, adapter: LoRA) -> nn.Module:
     return model
 
 
+def inject(model: nn.Module, config) -> nn.Module:
+    """Put `model` in the single weight layout and add the LoRA layers a peft LoraConfig describes (B = 0)."""
+    set_weight_mode(model, "single")
+    _peft().inject_adapter_in_model(config, model)
+    return model
+
+
+def peft_config(model: nn.Module):
+    """The LoraConfig of the adapter `model` carries, None without one."""
+    return getattr(model, "peft_config", {}).get(ADAPTER)
+
+
 def _peft_config(model: nn.Module):
-    config = getattr(model, "peft_config", {}).get(ADAPTER)
+    config = peft_config(model)
     if config is None:
         raise ValueError(f"{type(model).__name__} carries no LoRA adapter (see adapters.apply)")
     return config
@@ -146,8 +158,7 @@ def attach(model: nn.Module, directory: Path) -> nn.Module:
     directory = Path(directory)
     _record(directory)
     config = peft.LoraConfig.from_pretrained(str(directory))
-    set_weight_mode(model, "single")
-    peft.inject_adapter_in_model(config, model)
+    inject(model, config)
     names = {n for n, _ in model.named_parameters() if ".lora_" in n}
     tensors = ((_model_name(name), t.float()) for name, t in iter_tensors(directory / WEIGHTS_NAME))
     report = load_tensors(model, tensors, strict=False, source=str(directory / WEIGHTS_NAME))

@@ -16,6 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..checkpoints import adapters
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -182,5 +184,7 @@ def plain_copy(model: nn.Module, dist_: Dist) -> Optional[nn.Module]:
         return None
     with torch.device("meta"):
         copy = type(model)(model.config)
+        if adapters.peft_config(model) is not None:  # the same LoRA layers, so the gathered names fit
+            adapters.inject(copy, adapters.peft_config(model))
     copy.load_state_dict(state, assign=True)
     return copy

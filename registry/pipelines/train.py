@@ -76,7 +76,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, dist: Dist) -> dict:
     torch.manual_seed(cfg.seed)
     task = make_task(recipe.data)
     model = build(recipe, task, dist.device)
-    if recipe.adapter:  # before any wrapping: DDP sees only the adapter as trainable
+    if recipe.adapter:  # before any wrapping: DDP and FSDP2 see only the adapter as trainable
         adapters.apply(model, recipe.adapter)
     wrapped = wrap_model(model, cfg, dist)
     optimizer = torch.optim.AdamW(param_groups(model, recipe.optimizer.weight_decay), lr=recipe.optimizer.lr,
