@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import re
 import typing
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
@@ -335,6 +336,10 @@ def _problems(exc: ValidationError, doc: Document, schema: type, prefix: tuple) 
             expected = _EXPECTED.get(kind) or err["msg"].replace("Input should be", "expected").replace(
                 "Value error, ", "").replace("String should match pattern", "expected a string matching")
             got = "" if kind == "missing" else f", got {_describe(err['input'])}"
+            if kind == "literal_error" and isinstance(err["input"], str):
+                choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+                close = difflib.get_close_matches(err["input"], choices, n=3, cutoff=0.6)
+                got += f" (did you mean {', '.join(close)}?)" if close else ""
             problems.append(_problem(doc, loc, expected + got))
     return _merge_alternatives(problems)
 
@@ -351,9 +356,11 @@ def _merge_alternatives(problems: list[Problem]) -> list[Problem]:
     merged: dict[tuple, Problem] = {}
     for p in problems:
         expected, sep, got = p.message.rpartition(", got ")
-        key = (p.source, p.line, p.column, p.path, got) if sep and expected.startswith("expected ") else id(p)
+        value, _, hint = got.partition(" (did you mean ")
+        key = (p.source, p.line, p.column, p.path, value) if sep and expected.startswith("expected ") else id(p)
         if key in merged:
-            first = merged[key].message.rpartition(", got ")[0]
+            first, _, got = merged[key].message.rpartition(", got ")
+            got = got if hint == "" else f"{value} (did you mean {hint}"
             p = Problem(p.source, p.line, p.column, p.path, f"{first} or {expected.removeprefix('expected ')}, got {got}")
         merged[key] = p
     return list(merged.values())

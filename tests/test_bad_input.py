@@ -259,7 +259,7 @@ def test_a_value_of_a_union_field_is_reported_at_its_key_once_with_every_alterna
     with pytest.raises(ConfigError) as e:
         get_config(str(path))
     assert str(e.value) == (f"{path}:{line_of(path, 'slstm_at')}:13: model.slstm_at: expected a list or 'all', "
-                            "got 'alll'")
+                            "got 'alll' (did you mean all?)")
     with pytest.raises(ConfigError) as e:
         get_config("xlstm-125m", ["model.slstm_at=[3, x]"])
     assert str(e.value).splitlines() == ["<override>: model.slstm_at.1: expected an integer, got 'x'",
@@ -475,3 +475,14 @@ def test_a_char_tokenizer_of_a_missing_file_names_the_tokenizer():
 
     with pytest.raises(ValueError, match="^tokenizer: char:/nonexistent: /nonexistent does not exist$"):
         load_tokenizer("char:/nonexistent")
+
+
+def test_a_misspelt_choice_suggests_the_close_ones():
+    """A Literal choice (kernel names, strategy, precision, ...) listed every choice but, unlike unknown keys and
+    kinds, suggested none."""
+    with pytest.raises(ConfigError, match=r"^<override>: model.kernels.chunkwise_kernel: expected 'chunkwise--auto', "
+                                          r".* got 'chunkwise--trition' \(did you mean chunkwise--triton[,?]"):
+        get_config("xlstm-7b", ["model.kernels.chunkwise_kernel=chunkwise--trition"])
+    with pytest.raises(ConfigError, match=r"got 'fsdp2' \(did you mean fsdp\?\)$"):
+        load_recipe(ZOO_DIR / "recipes" / "shakespeare-char.yaml", ["train.strategy=fsdp2"])
+
