@@ -180,9 +180,11 @@ def _parse_override(item: str, source: str) -> tuple[str, Any]:
         raise ConfigError([Problem(source, None, None, "", f"expected an override as key.path=value, got {item!r}")])
     try:
         parsed = parse_yaml(value, f"{source} {item!r}").data if value.strip() else None
-    except ConfigError as e:  # place the value's problems under the key it is for
-        raise ConfigError([Problem(p.source, p.line, p.column, ".".join(filter(None, (key.strip(), p.path))),
-                                   p.message) for p in e.problems]) from None
+    except ConfigError as e:  # place the value's problems under the key it is for (a syntax error's own key is
+        # a guess from the text of its line: here the value's text, no key)
+        raise ConfigError([Problem(p.source, p.line, p.column, ".".join(filter(None, (
+            key.strip(), None if p.message.startswith("invalid YAML") else p.path))), p.message)
+            for p in e.problems]) from None
     return key.strip(), parsed
 
 

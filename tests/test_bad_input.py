@@ -486,3 +486,8 @@ def test_a_misspelt_choice_suggests_the_close_ones():
     with pytest.raises(ConfigError, match=r"got 'fsdp2' \(did you mean fsdp\?\)$"):
         load_recipe(ZOO_DIR / "recipes" / "shakespeare-char.yaml", ["train.strategy=fsdp2"])
 
+
+def test_an_override_value_that_is_not_yaml_is_reported_under_its_key():
+    """`model.num_blocks=[1` was reported under the key `model.num_blocks.[1` (a guess from the value's text)."""
+    with pytest.raises(ConfigError, match=r"^<override> 'model.num_blocks=\[1':1:3: model.num_blocks: invalid YAML"):
+        get_config("xlstm-125m", ["model.num_blocks=[1"])
