@@ -491,3 +491,22 @@ def test_an_override_value_that_is_not_yaml_is_reported_under_its_key():
     """`model.num_blocks=[1` was reported under the key `model.num_blocks.[1` (a guess from the value's text)."""
     with pytest.raises(ConfigError, match=r"^<override> 'model.num_blocks=\[1':1:3: model.num_blocks: invalid YAML"):
         get_config("xlstm-125m", ["model.num_blocks=[1"])
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("bad.jsonl", b'{"text": "a"}\n{bad\n', r"cannot read it as json \(JSON parse error: .*\)"),
+    ("latin.txt", b"\xff\xfehello", r"cannot read it as text \('utf-8' codec can't decode byte 0xff in position 0"),
+    ("bad.parquet", b"x", r"cannot read it as parquet \(Parquet file size is 1 bytes"),
+    ("num.jsonl", b'{"text": "a"}\n{"text": 5}\n', r"row 2: data.text_field: expected the text as a string in "
+                                                   r"'text', got int"),
+])
+def test_a_data_file_that_cannot_be_read_is_named(tmp_path, name, content, message):
+    """A damaged jsonl / parquet or non-UTF-8 text file raised pyarrow's or the codec's error without the file
+    name; a number where the text should be an AttributeError ('int' object has no attribute 'encode')."""
+    from xlstm_zoo.registry.data.text import iter_documents
+    from xlstm_zoo.schemas.recipe import TextData
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: {message}"):
+        list(iter_documents(TextData(files=[str(path)])))
