@@ -212,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
     except ImportError as e:
         print(f"error: {e} (is the matching extra installed? e.g. pip install 'xlstm-zoo[dev]')", file=sys.stderr)
+    except KeyboardInterrupt:  # wherever Ctrl-C lands (files are written under temporary names, then renamed)
+        print("xlstm-zoo: interrupted", file=sys.stderr)
+        return 130
     return 2
 
 

@@ -510,3 +510,11 @@ def test_a_data_file_that_cannot_be_read_is_named(tmp_path, name, content, messa
     path.write_bytes(content)
     with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: {message}"):
         list(iter_documents(TextData(files=[str(path)])))
+
+
+def test_ctrl_c_is_one_line_and_exit_code_130(capsys):
+    """Ctrl-C in train printed the traceback of wherever it landed (inside torch's checkpoint writer, numpy's
+    RNG, ...); checkpoints are written to a temporary folder and renamed, so the last complete one is kept."""
+    with mock.patch("xlstm_zoo.registry.cli.cmd_ls", side_effect=KeyboardInterrupt):
+        assert main(["ls"]) == 130
+    assert capsys.readouterr().err == "xlstm-zoo: interrupted\n"
