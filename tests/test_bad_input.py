@@ -518,3 +518,14 @@ def test_ctrl_c_is_one_line_and_exit_code_130(capsys):
     with mock.patch("xlstm_zoo.registry.cli.cmd_ls", side_effect=KeyboardInterrupt):
         assert main(["ls"]) == 130
     assert capsys.readouterr().err == "xlstm-zoo: interrupted\n"
+
+
+def test_a_zoo_checkpoint_missing_its_zoo_yaml_says_so():
+    """A NeurIPS model's config.json (model_type xlstm_zoo) without its zoo.yaml said `expected model_type 'xlstm'
+    (transformers' xLSTM), got 'xlstm_zoo'`, as if the directory were a foreign one."""
+    from xlstm_zoo.registry.checkpoints.hf import ConfigMappingError, from_hf_config
+
+    with pytest.raises(ConfigMappingError, match=r"^d/config.json: model_type 'xlstm_zoo' is our own record of a "
+                                                 r"model transformers cannot run; its config is zoo.yaml, missing "
+                                                 r"beside it$"):
+        from_hf_config({"model_type": "xlstm_zoo", "kind": "xlstm-lm"}, source="d/config.json")

@@ -58,6 +58,9 @@ def _alias(config: dict, names: tuple[str, str], source: str) -> Any:
 def from_hf_config(config: dict, *, source: str = "config.json") -> XLSTMLargeLMConfig:
     """Our config from a transformers xLSTM config.json."""
     model_type = config.get("model_type")
+    if model_type == ZOO_MODEL_TYPE:
+        raise ConfigMappingError(f"{source}: model_type {ZOO_MODEL_TYPE!r} is our own record of a model transformers "
+                                 "cannot run; its config is zoo.yaml, missing beside it")
     if model_type != MODEL_TYPE:
         raise ConfigMappingError(f"{source}: expected model_type {MODEL_TYPE!r} (transformers' xLSTM), "
                                  f"got {model_type!r}")
