@@ -22,6 +22,7 @@ from ..schemas.errors import ConfigError, Problem
 from ..schemas.export import DOCUMENTS, schema_path, schema_text
 from ..schemas.yaml_io import dump_yaml, load_yaml, validate_document
 from .index import SOURCE_PREFIXES, entry_paths, get_config, get_entry, list_models, split_name
+from .pipelines.recipes import load_recipe
 from .quantize import add_quantize
 
 SCHEMA_COMMENT = re.compile(r"^# yaml-language-server: \$schema=(\S+)")
@@ -72,8 +73,14 @@ def cmd_cp(args) -> int:
     return 0
 
 
-def document_kind(path: str) -> str:
-    """The document kind a YAML file declares in its $schema comment (zoo entries by default)."""
+RECIPE_KEYS = {"data", "optimizer", "schedule", "train", "eval", "adapter"}
+"""Top-level keys only recipes have: a file without $schema comment holding one is a recipe."""
+
+
+def document_kind(path: str, doc=None) -> str:
+    """The document kind a YAML file declares in its $schema comment; without one, `model` for a file holding
+    only a model config (bare or under `model:`, as build_model takes it), `recipe` for one with a recipe's keys
+    (`doc`: the file's document), else a zoo entry."""
     try:  # an unreadable or non-UTF-8 file is load_yaml's to report, with its position
         first = Path(path).read_bytes().split(b"\n", 1)[0].decode("utf-8", "replace")
     except OSError:
@@ -83,12 +90,10 @@ def document_kind(path: str) -> str:
         for kind in DOCUMENTS:
             if match.group(1).endswith(f"{kind}.schema.json"):
                 return kind
-    return "zoo-entry"
-
-
-def is_model_file(doc) -> bool:
-    """A file that holds only a model config (bare, or under `model:`), which build_model takes as it is."""
-    return isinstance(doc.data, dict) and (set(doc.data) == {"model"} or "kind" in doc.data and "model" not in doc.data)
+    data = doc.data if doc is not None and isinstance(doc.data, dict) else {}
+    if set(data) == {"model"} or "kind" in data and "model" not in data:
+        return "model"
+    return "recipe" if "name" not in data and RECIPE_KEYS & set(data) else "zoo-entry"
 
 
 def cmd_validate(args) -> int:
@@ -96,10 +101,13 @@ def cmd_validate(args) -> int:
     for path in args.files:
         try:
             doc = load_yaml(path)
-            if not SCHEMA_COMMENT.match(Path(path).read_bytes().decode("utf-8")) and is_model_file(doc):
+            kind = document_kind(path, doc)
+            if kind == "model":
                 get_config(path)  # validated as build_model reads it
+            elif kind == "recipe":
+                load_recipe(path)  # as train reads it: its model's name and overrides too
             else:
-                validate_document(DOCUMENTS[document_kind(path)], doc)
+                validate_document(DOCUMENTS[kind], doc)
         except ConfigError as e:
             problems += e.problems
     for p in problems:

@@ -529,3 +529,24 @@ def test_a_zoo_checkpoint_missing_its_zoo_yaml_says_so():
                                                  r"model transformers cannot run; its config is zoo.yaml, missing "
                                                  r"beside it$"):
         from_hf_config({"model_type": "xlstm_zoo", "kind": "xlstm-lm"}, source="d/config.json")
+
+
+def test_validate_takes_a_recipe_without_its_schema_comment_as_train_does(tmp_path, capsys):
+    """Without the `$schema` comment a recipe was validated as a zoo entry (`data: unknown key`, `name: expected
+    this required key`, ...), while `train` ran it."""
+    path = tmp_path / "r.yaml"
+    path.write_text((ZOO_DIR / "recipes" / "shakespeare-char.yaml").read_text().split("\n", 1)[1])
+    assert main(["validate", str(path)]) == 0
+    path.write_text(path.read_text().replace("lr: 2.0e-3", "lr: fast"))
+    assert main(["validate", str(path)]) == 1
+    assert capsys.readouterr().err == f"{path}:{line_of(path, 'lr:')}:7: optimizer.lr: expected a number, got 'fast'\n"
+
+
+def test_validate_checks_a_recipes_model_as_train_does(tmp_path, capsys):
+    """`validate` called a recipe naming a misspelt entry valid; `train` then refused it at model.name."""
+    path = tmp_path / "r.yaml"
+    path.write_text((ZOO_DIR / "recipes" / "shakespeare-char.yaml").read_text().replace(
+        "name: xlstm-shakespeare-char", "name: xlstm-shakespeare-chr"))
+    assert main(["validate", str(path)]) == 1
+    assert capsys.readouterr().err.startswith(f"{path}:{line_of(path, 'name:')}:9: model.name: unknown zoo entry "
+                                              "'xlstm-shakespeare-chr'; did you mean xlstm-shakespeare-char")

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
-
-import torch
+from typing import TYPE_CHECKING, Optional
 
 from ...schemas.errors import ConfigError, Problem
 from ...schemas.recipe import InstructionData, Recipe, TextData
 from ...schemas.yaml_io import Document, Overrides, apply_overrides, dump_yaml, load_yaml, validate_document
-from ..builder import build_model
-from ..data import Task
 from ..index import SOURCE_PREFIXES, entry_paths, get_config, get_entry, split_name
+
+if TYPE_CHECKING:  # loading and checking a recipe needs no torch (`xlstm-zoo validate`)
+    import torch
+
+    from ..data import Task
 
 YAML_SUFFIXES = (".yaml", ".yml")
 HEADER = "# yaml-language-server: $schema=https://xlstm-zoo.dev/schemas/recipe.schema.json\n"
@@ -89,6 +90,10 @@ def save_recipe(recipe: Recipe, path: Path) -> None:
 def build(recipe: Recipe, task: Task, device: torch.device) -> torch.nn.Module:
     """The recipe's model; it must fit the task's data (vocabulary, image shape, ...). An adapter's base is built
     in its dtype."""
+    import torch
+
+    from ..builder import build_model
+
     dtype = torch.bfloat16 if recipe.adapter and recipe.adapter.base_dtype == "bfloat16" else None
     model = build_model(recipe.model.name, pretrained=recipe.model.pretrained, overrides=recipe.model.overrides,
                         device=device, dtype=dtype)
