@@ -16,9 +16,6 @@ from .factory import instantiate
 from .index import SOURCE_PREFIXES, get_config, get_entry, looks_like_path, split_name
 from .quantize import check_quantization, quantize_model
 
-DTYPES = ("float32", "bfloat16", "float16", "float64")
-
-
 def _check_spec(spec: Any) -> None:
     """Refuse strings that look like a checkpoint location but lack the prefix that says which kind."""
     if not isinstance(spec, str) or spec.startswith(SOURCE_PREFIXES) or looks_like_path(spec):
@@ -106,12 +103,3 @@ def build_for_eval(spec: Any, *, device=None, dtype: Optional[torch.dtype] = Non
         print(f"xlstm-zoo: {spec} has no weights: evaluating its random initialisation", file=sys.stderr)
         model = build_model(spec, device=device, dtype=dtype)
     return model.eval(), directory
-
-
-def parse_dtype(dtype: Union[str, torch.dtype, None]) -> Optional[torch.dtype]:
-    """A dtype by name; None or `auto` keeps the stored one."""
-    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
-        return None if dtype == "auto" else dtype
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype: expected auto or one of {', '.join(DTYPES)}, got {dtype!r}")
-    return getattr(torch, dtype)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..schemas.errors import ConfigError, Problem
 from ..schemas.export import DOCUMENTS, schema_path, schema_text
+from ..schemas.kernels import DTYPES
 from ..schemas.yaml_io import dump_yaml, load_yaml, validate_document
 from .index import SOURCE_PREFIXES, entry_paths, get_config, get_entry, list_models, split_name
 from .pipelines.recipes import load_recipe
@@ -133,10 +134,10 @@ def cmd_build(args) -> int:
     import torch
 
     from .builder import build_model
-
+    from .factory import parse_dtype
     from .quantize import tensor_bytes
 
-    dtype = getattr(torch, args.dtype)
+    dtype = parse_dtype(args.dtype)
     if args.quantize and args.dry_run:
         raise ValueError("--quantize needs real weights: drop --dry-run")
     model = build_model(args.name, overrides=args.overrides, device="meta" if args.dry_run else args.device,
@@ -181,7 +182,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="build a model and report its size")
     p.add_argument("name")
     p.add_argument("--dry-run", action="store_true", help="build on the meta device (no memory)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "float64"])
+    p.add_argument("--dtype", default="float32", choices=DTYPES)
     p.add_argument("--device", default="cpu")
     add_quantize(p)
     _overrides(p)

@@ -8,7 +8,17 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from ..schemas.kernels import DTYPES
 from ..xlstm import MODEL_CLASSES, apply_init, set_weight_mode
+
+
+def parse_dtype(dtype: Union[str, torch.dtype, None]) -> Optional[torch.dtype]:
+    """A dtype by name; None or `auto` keeps the stored one."""
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return None if dtype == "auto" else dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: expected auto or one of {', '.join(DTYPES)}, got {dtype!r}")
+    return getattr(torch, dtype)
 
 
 class ModelTooLargeError(ValueError):

@@ -31,7 +31,9 @@ except ImportError as e:
 import torch
 from tqdm import tqdm
 
-from .builder import DTYPES, build_for_eval, parse_dtype
+from ..schemas.kernels import DTYPES
+from .builder import build_for_eval
+from .factory import parse_dtype
 from .data.tokenizer_specs import check_vocabulary, load_tokenizer
 from .scoring import prefix_token, score_continuations, score_documents
 

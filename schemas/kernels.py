@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, field_validator
 
@@ -36,6 +36,8 @@ SequenceKernel = Literal["auto", "native", "triton", "native_sequence__native", 
 StepKernel = Literal["auto", "native", "triton", "triton_fused"]
 SLSTMKernel = Literal["auto", "native", "triton", "vanilla", "cuda"]
 DType = Literal["float32", "bfloat16", "float16", "float64"]
+DTYPES = get_args(DType)
+"""The dtype names every command line and config takes (registry.factory.parse_dtype makes them torch dtypes)."""
 
 
 def canonical_kernel_name(name: str) -> str:

@@ -14,7 +14,9 @@ import torch
 
 from xlstm_zoo.registry.checkpoints import store as checkpoints
 from xlstm_zoo.registry.builder import build_model
-from xlstm_zoo.registry.checkpoints import CheckpointError, load_checkpoint, load_pretrained, save_pretrained
+from xlstm_zoo.registry.checkpoints import (CheckpointError, load_checkpoint, load_pretrained, save_pretrained,
+                                            save_tokenizer)
+from xlstm_zoo.registry.data.tokenizers import ByteTokenizer, make_tokenizer
 from xlstm_zoo.schemas.entry import WeightsSpec
 from xlstm_zoo.schemas.models import XLSTMLMConfig
 
@@ -173,7 +175,15 @@ def test_hf_hub_resolves_offline_from_the_cache(tmp_path, monkeypatch):
     message = str(err.value)
     assert "hf-hub:acme/absent" in message and "config.json" in message and str(tmp_path / "hub") in message
 
+    with pytest.raises(FileNotFoundError) as tokenizer_err:  # one resolver: the same message
+        make_tokenizer("hf-hub:acme/absent", "")
+    assert str(tokenizer_err.value) == "tokenizer: " + message.replace("config.json", "tokenizer.json")
+
     snapshot = next((tmp_path / "hub").glob("models--acme--tiny-xlstm/snapshots/*"))
+    with pytest.raises(FileNotFoundError, match=r"Looked for tokenizer\.json in .*snapshots"):
+        make_tokenizer("hf-hub:acme/tiny-xlstm", "")
+    save_tokenizer(ByteTokenizer(), snapshot)
+    assert make_tokenizer("hf-hub:acme/tiny-xlstm", "").encode("hub") == list(b"hub")
     (snapshot / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match=r"Looked for model\.safetensors in .*snapshots"):
         build_model("hf-hub:acme/tiny-xlstm")

@@ -18,10 +18,11 @@ from safetensors.torch import load_file
 
 import xlstm_zoo
 from xlstm_zoo import build_model, save_pretrained
-from xlstm_zoo.registry.checkpoints import adapters
+from xlstm_zoo.registry.checkpoints import adapters, save_tokenizer
 from xlstm_zoo.registry.cli import main
 from xlstm_zoo.registry.data import IGNORE, make_task
 from xlstm_zoo.registry.data.batch import step_rng
+from xlstm_zoo.registry.data.tokenizers import HFTokenizer
 from xlstm_zoo.registry.pipelines import checkpoint
 from xlstm_zoo.registry.pipelines.metrics import read_metrics
 from xlstm_zoo.schemas import ConfigError
@@ -115,12 +116,18 @@ def test_two_fsdp_processes_train_the_adapter_as_one_process_does(run, tmp_path)
     assert all(torch.allclose(one[k], two[k], rtol=0, atol=1e-5) for k in one)
     assert json.loads((out / "model" / "zoo_adapter.json").read_text())["base"] == \
         json.loads((run / "run" / "model" / "zoo_adapter.json").read_text())["base"]
+    # its adapter-only checkpoint, written by 2 FSDP processes, resumes in one plain process (finished: nothing
+    # more to train, model/ written again from the checkpoint's adapter)
+    (out / "model" / "adapter_model.safetensors").unlink()
+    assert main(["train", str(run / "lora.yaml"), "--out", str(out), "--resume"]) == 0
+    again = load_file(out / "model" / "adapter_model.safetensors")
+    assert again.keys() == two.keys() and all(torch.equal(again[k], two[k]) for k in two)
 
 
 def test_adapter_dir_is_peft_layout_and_small(run):
     model_dir = run / "run" / "model"
-    assert sorted(p.name for p in model_dir.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
-                                                           "zoo_adapter.json"]
+    assert sorted(p.name for p in model_dir.iterdir()) == [
+        "adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json", "zoo_adapter.json"]
     config = json.loads((model_dir / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["r"] == 4 and config["lora_alpha"] == 8
     assert config["base_model_name_or_path"] == f"local-dir:{(run / 'base').resolve()}"
@@ -166,6 +173,45 @@ def test_merge_refuses_what_is_not_a_whole_adapter(run, tmp_path, capsys):
     assert main(["merge", str(tmp_path / "adapter"), "--out", str(tmp_path / "m")]) == 1
     assert "adapter_model.safetensors: sha256 mismatch" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_a_resumed_lora_run_ends_like_the_uninterrupted_one_from_adapter_only_checkpoints(run, tmp_path, monkeypatch):
+    """The run fixture's recipe, stopped right after its step-10 checkpoint and resumed: the same losses and final
+    weights bit for bit (one thread, as the fixture). The checkpoint holds only the adapter and its optimizer
+    state: the frozen base comes back from the recipe's base source."""
+    save = checkpoint.save
+
+    def save_then_crash(root, step, *args):
+        folder = save(root, step, *args)
+        if step == 10:
+            raise Crash(folder)
+        return folder
+
+    args = ["train", str(run / "lora.yaml"), "train.checkpoint_every=10", "--out", str(tmp_path)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        monkeypatch.setattr(checkpoint, "save", save_then_crash)
+        with pytest.raises(Crash) as crashed:
+            main(args)
+        stored = checkpoint.stored_keys(crashed.value.args[0])
+        monkeypatch.setattr(checkpoint, "save", save)
+        assert main([*args, "--resume"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    names = {key.split(".", 1)[0] for key in stored}
+    assert names == {"model", "optimizer"} and all(".lora_" in key for key in stored), sorted(stored)[:5]
+    assert len([k for k in stored if k.startswith("model.")]) == 20  # A and B of 5 projections x 2 blocks
+    straight = [r for r in read_metrics(run / "run" / "metrics.jsonl") if "loss" in r]
+    resumed = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "loss" in r]
+    assert [(r["step"], r["loss"]) for r in resumed] == [(r["step"], r["loss"]) for r in straight]
+    final = trained_weights(run)
+    tuned = build_model(f"local-dir:{tmp_path / 'model'}")
+    assert all(torch.equal(p, final[n]) for n, p in tuned.state_dict().items())
 
 
 def test_target_modules_defaults_patterns_and_errors():
@@ -217,7 +263,8 @@ def test_loss_only_on_response_tokens(tmp_path):
 
 
 def test_a_checkpoint_tokenizer_and_its_eos(tmp_path):
-    """A checkpoint's own tokenizer.json (here a tiny word-level one) tokenizes, and its config's EOS ends responses."""
+    """A checkpoint's own tokenizer.json (here a tiny word-level one) tokenizes, and its config's EOS ends responses;
+    saved with a run's model (an adapter directory: no config.json) it keeps that EOS."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     words = {"[eos]": 0, "what": 1, "is": 2, "two": 3, "?": 4, "it": 5, "[unk]": 6}
@@ -231,6 +278,9 @@ def test_a_checkpoint_tokenizer_and_its_eos(tmp_path):
     x, y = task._train[0]
     assert task.vocab_size == 7
     assert x.tolist() == [1, 2, 3, 4, 5, 2, 3] and y.tolist() == [IGNORE] * 3 + [5, 2, 3, 0]
+    save_tokenizer(task.tokenizer, tmp_path)
+    read_back = HFTokenizer(tmp_path / "tokenizer.json")
+    assert read_back.encode("what is two ?") == [1, 2, 3, 4] and read_back.eos_id == 0
 
 
 def test_the_shipped_7b_lora_recipe_runs_at_small_width(run, tmp_path):

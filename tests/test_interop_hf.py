@@ -128,6 +128,12 @@ def test_convert_cli_from_hf(tmp_path, capsys):
     ids = torch.randint(0, VOCAB, (1, 19))
     with torch.no_grad():
         assert rel_err(hf(ids).logits, ours(ids).logits) < 1e-4
+    # --dtype takes every name build and lm-eval take (one list: schemas.kernels.DTYPES)
+    assert convert_main(["--from", "hf", "--model", hf_dir, "--out", str(tmp_path / "f64"), "--dtype", "float64"]) == 0
+    wide = build_model(f"local-dir:{tmp_path / 'f64'}")
+    assert {p.dtype for p in wide.parameters()} == {torch.float64}
+    with torch.no_grad():
+        assert rel_err(ours(ids).logits.double(), wide(ids).logits) < 1e-5
     assert convert_main(["--from", "hf", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 1
     assert "nowhere" in capsys.readouterr().err
 

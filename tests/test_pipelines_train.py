@@ -16,7 +16,10 @@ import pytest
 import torch
 
 from xlstm_zoo import build_model
+from xlstm_zoo.registry.builder import build_for_eval
 from xlstm_zoo.registry.cli import main
+from xlstm_zoo.registry.data.tokenizer_specs import load_tokenizer
+from xlstm_zoo.registry.pipelines.recipes import load_recipe, recipe_tokenizer
 from xlstm_zoo.registry.pipelines.checkpoint import load_weights
 from xlstm_zoo.registry.pipelines.metrics import read_metrics
 
@@ -88,6 +91,7 @@ def test_lm_entry_trains_saves_plots_and_evaluates(tmp_path, capsys):
     load_weights(out / "checkpoints" / "step-00000012", saved)
     state = saved.state_dict()
     assert all(torch.equal(p, state[n]) for n, p in model.state_dict().items())
+    assert_carries_its_tokenizer(out, "First Citizen:\nBefore we proceed any further, hear me speak.")
     assert main(["eval", str(out)]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["val_loss"] == pytest.approx(final["val_loss"], rel=1e-5)
@@ -97,6 +101,31 @@ def test_lm_entry_trains_saves_plots_and_evaluates(tmp_path, capsys):
     assert main(["train", recipe, "train.max_steps=0", f"model.name=local-dir:{out / 'model'}", "--out",
                  str(tmp_path / "eval-only")]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == pytest.approx({**final, "step": 0})
+
+
+def assert_carries_its_tokenizer(run: Path, text: str) -> None:
+    """The run's model/ holds the recipe's tokenizer: the checkpoint's default one (what lm-eval and `eval --data`
+    use for local-dir:RUN/model) has the same ids and decodes them back to the text."""
+    recipe = load_tokenizer(recipe_tokenizer(load_recipe(run / "recipe.yaml").data))
+    found = load_tokenizer(None, build_for_eval(f"local-dir:{run / 'model'}")[1])
+    ids = recipe.encode(text)
+    assert found.encode(text) == ids and found.decode(ids) == text == recipe.decode(ids)
+    assert (found.vocab_size, found.eos_id) == (recipe.vocab_size, recipe.eos_id)
+
+
+def test_a_byte_run_carries_its_tokenizer(tmp_path, capsys):
+    out = tmp_path / "byte"
+    assert main(["train", "xlstm-shakespeare-byte", "train.max_steps=2", "train.batch_size=2", "eval.max_batches=1",
+                 "schedule.warmup_steps=1", "--out", str(out)]) == 0
+    assert_carries_its_tokenizer(out, "Sonnet 18 \u2014 Shall I compare thee to a summer\u2019s day? \U0001f600")
+    text = tmp_path / "text.txt"
+    text.write_text("Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n")
+    capsys.readouterr()
+    for tokenizer in ([], ["--tokenizer", "byte"]):  # by default the checkpoint's own
+        assert main(["eval", f"local-dir:{out / 'model'}", "--data", str(text), *tokenizer]) == 0
+    default, byte = ({k: v for k, v in json.loads(line).items() if k != "tokens_per_s"}
+                     for line in capsys.readouterr().out.strip().splitlines()[-2:])
+    assert default["tokens"] == len(text.read_bytes()) and default == byte
 
 
 def test_bf16_autocast_trains(tmp_path):

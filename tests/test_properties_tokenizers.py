@@ -1,6 +1,7 @@
 """Property-based: encode then decode is the identity wherever a tokenizer promises it (byte and GPT-2: any
-text UTF-8 can encode; char: any text over the corpus's characters), and ids or characters a tokenizer
-cannot take are a ValueError naming them.
+text UTF-8 can encode; char: any text over the corpus's characters), each one saved as a Hugging Face
+tokenizer.json (what a run writes beside its model) reads back with the same ids and text, and ids or characters
+a tokenizer cannot take are a ValueError naming them.
 
 Seeds: derandomized (examples follow from the test's name); example counts and deadlines are below
 (deadlines are hang guards, loose for a loaded 2-core CI machine: an example takes milliseconds).
@@ -11,7 +12,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from xlstm_zoo.registry.data.tokenizers import ByteTokenizer, CharTokenizer, GPT2Tokenizer
+from xlstm_zoo.registry.checkpoints import save_tokenizer
+from xlstm_zoo.registry.data.tokenizers import TOKENIZER_FILE, ByteTokenizer, CharTokenizer, GPT2Tokenizer, HFTokenizer
 
 PROFILE = dict(derandomize=True, database=None, deadline=10000)
 # Any code point UTF-8 can encode (lone surrogates cannot), weighted towards the hard cases: whitespace runs,
@@ -31,6 +33,36 @@ def test_byte_and_gpt2_round_trip_any_text(gpt2, text):
     assert ByteTokenizer().decode(ByteTokenizer().encode(text)) == text
     ids = gpt2.encode(text)
     assert all(0 <= i < gpt2.vocab_size for i in ids) and gpt2.decode(ids) == text
+
+
+def saved(tokenizer, directory) -> HFTokenizer:
+    save_tokenizer(tokenizer, directory)
+    return HFTokenizer(directory / TOKENIZER_FILE)
+
+
+@pytest.fixture(scope="module")
+def saved_byte_and_gpt2(gpt2, tmp_path_factory):
+    return [(t, saved(t, tmp_path_factory.mktemp(type(t).__name__))) for t in (ByteTokenizer(), gpt2)]
+
+
+@settings(max_examples=200, **PROFILE)
+@given(text=TEXT)
+def test_byte_and_gpt2_saved_as_tokenizer_json_encode_and_decode_the_same(saved_byte_and_gpt2, text):
+    for tokenizer, read_back in saved_byte_and_gpt2:
+        ids = tokenizer.encode(text)
+        assert read_back.encode(text) == ids and read_back.decode(ids) == text
+        assert (read_back.vocab_size, read_back.eos_id) == (tokenizer.vocab_size, tokenizer.eos_id)
+
+
+@settings(max_examples=50, **PROFILE)
+@given(corpus=TEXT.filter(bool), data=st.data())
+def test_char_saved_as_tokenizer_json_encodes_and_decodes_the_same(tmp_path_factory, corpus, data):
+    tokenizer = CharTokenizer(corpus)
+    read_back = saved(tokenizer, tmp_path_factory.mktemp("char"))
+    text = data.draw(st.text(st.sampled_from(tokenizer.chars), max_size=40))
+    ids = tokenizer.encode(text)
+    assert read_back.encode(text) == ids and read_back.decode(ids) == text
+    assert (read_back.vocab_size, read_back.eos_id) == (tokenizer.vocab_size, None)
 
 
 @settings(max_examples=100, **PROFILE)

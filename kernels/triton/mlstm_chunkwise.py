@@ -7,7 +7,9 @@ the quadratic intra-chunk part, so a large L (few stored states) costs no larger
 * The scalar gate work is O(S) and done in PyTorch: b = cumsum(logsigmoid f) inside each chunk; the
   stabiliser of every position is known before any matrix work, m_t = b_t + max(m_chunk, cummax_s(i_s - b_s)),
   so no online rescaling is needed: the weight of key s for query t is exp(qg_t + kg_s) with
-  qg = b - m, kg = i - b.
+  qg = b - m, kg = i - b. With strong gates b reaches hundreds inside a chunk while the exponents that
+  count are small differences, so kg is carried in two float32 words (see _Plan): one word made h 2% off
+  in float32 at L=256 (issue 12), two put the kernel at the float32 floor.
 * `_fw_states` runs the chunk recurrence (one program per state block) and stores the state before each
   chunk; `_fw_out` computes each output tile from that state plus the causal tiles of its chunk.
 * Backward: `_bw_states` runs the transposed recurrence for the state gradients; `_bw_dq`, `_bw_dk`,
@@ -50,9 +52,10 @@ def _rows_dot(a, b, ra, rb, D, TA: tl.constexpr, TB: tl.constexpr, BD: tl.conste
 
 
 @triton.jit
-def _causal_weight(qg, kg, t, s):
-    """exp(log D_ts - m_t) for key s <= query t in one chunk, 0 elsewhere."""
-    return tl.exp(tl.where(s[None, :] <= t[:, None], qg[:, None] + kg[None, :], float("-inf")))
+def _causal_weight(qg, kg, kl, t, s):
+    """exp(log D_ts - m_t) for key s <= query t in one chunk, 0 elsewhere. qg + kg cancels to the exponent
+    (exactly, for the weights that count) and kl adds the low word of kg (see _Plan)."""
+    return tl.exp(tl.where(s[None, :] <= t[:, None], (qg[:, None] + kg[None, :]) + kl[None, :], float("-inf")))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -60,7 +63,7 @@ def _causal_weight(qg, kg, t, s):
 
 
 @triton.jit
-def _fw_states(k, v, kg, g, c0, n0, m0, cst, nst, mst, cT, nT, mT, S, NC, DHQK, DHV,
+def _fw_states(k, v, kg, kl, g, gl, c0, n0, m0, cst, nst, mst, cT, nT, mT, S, NC, DHQK, DHV,
                L: tl.constexpr, T: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, HAS_C0: tl.constexpr, PREC: tl.constexpr):
     """Chunk recurrence for one (DHQK block, DHV block, head): stores the state before every chunk."""
     pk, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
@@ -85,14 +88,14 @@ def _fw_states(k, v, kg, g, c0, n0, m0, cst, nst, mst, cT, nT, mT, S, NC, DHQK, 
             tl.store(nst + base * DHQK + dk, n, mask=mk)
             if pk == 0:
                 tl.store(mst + base, m)
-        gc = tl.load(g + base)
+        gc, glc = tl.load(g + base), tl.load(gl + base)
         m_new = tl.maximum(gc + m, gc + tl.max(tl.load(kg + bh * S + ci * L + tl.arange(0, L)), 0))
-        decay = tl.exp(gc + m - m_new)
+        decay = tl.exp((gc + m - m_new) + glc)
         c *= decay
         n *= decay
         for t0 in range(0, L, T):  # sub-tiles bound the shared memory of one pipeline stage
             t = ci * L + t0 + tl.arange(0, T)
-            w = tl.exp(gc + tl.load(kg + bh * S + t) - m_new)
+            w = tl.exp((gc + tl.load(kg + bh * S + t) - m_new) + (glc + tl.load(kl + bh * S + t)))
             kt = tl.load(k + t[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0)
             vt = tl.load(v + t[:, None] * DHV + dv[None, :], mask=mv[None, :], other=0.0)
             kw = kt.to(tl.float32) * w[:, None]
@@ -107,7 +110,7 @@ def _fw_states(k, v, kg, g, c0, n0, m0, cst, nst, mst, cT, nT, mT, S, NC, DHQK, 
 
 
 @triton.jit
-def _fw_out(q, k, v, qg, kg, mt, cst, nst, mst, h, den, S, NC, DHQK, DHV, scale, eps,
+def _fw_out(q, k, v, qg, kg, kl, mt, cst, nst, mst, h, den, S, NC, DHQK, DHV, scale, eps,
             L: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
     """One (T x BV) output tile: the inter-chunk part from the stored state plus the causal intra-chunk tiles."""
     pt, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
@@ -136,7 +139,8 @@ def _fw_out(q, k, v, qg, kg, mt, cst, nst, mst, h, den, S, NC, DHQK, DHV, scale,
     dsum *= gamma
     for s0 in range(ci * L, pt * T + T, T):
         s = s0 + tl.arange(0, T)
-        p = _rows_dot(q, k, t, s, DHQK, T, T, BD, PREC) * _causal_weight(qgt, tl.load(kg + bh * S + s), t, s)
+        p = _rows_dot(q, k, t, s, DHQK, T, T, BD, PREC) * _causal_weight(qgt, tl.load(kg + bh * S + s),
+                                                                          tl.load(kl + bh * S + s), t, s)
         dsum += tl.sum(p, 1)
         vs = tl.load(v + s[:, None] * DHV + dv[None, :], mask=mv[None, :], other=0.0)
         acc += tl.dot(p.to(vs.dtype), vs, input_precision=PREC)
@@ -213,7 +217,7 @@ def _bw_states(q, dh, cq, cn, dec, dcT, dnT, dcst, dnst, dc0, dn0, S, NC, DHQK, 
 
 
 @triton.jit
-def _bw_dq(q, k, v, dh, qg, kg, rn, dden, cst, nst, mst, dq, qdq, S, NC, DHQK, DHV, scale,
+def _bw_dq(q, k, v, dh, qg, kg, kl, rn, dden, cst, nst, mst, dq, qdq, S, NC, DHQK, DHV, scale,
            L: tl.constexpr, T: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr):
     """dq for one (T x BK) tile, plus its share of q.dq (for the forget-gate gradient)."""
     pt, pk, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
@@ -245,7 +249,7 @@ def _bw_dq(q, k, v, dh, qg, kg, rn, dden, cst, nst, mst, dq, qdq, S, NC, DHQK, D
     for s0 in range(ci * L, pt * T + T, T):
         s = s0 + tl.arange(0, T)
         dp = _rows_dot(dh, v, t, s, DHV, T, T, BD, PREC) * rnt[:, None] + ddt[:, None]
-        ds = dp * _causal_weight(qgt, tl.load(kg + bh * S + s), t, s)
+        ds = dp * _causal_weight(qgt, tl.load(kg + bh * S + s), tl.load(kl + bh * S + s), t, s)
         ks = tl.load(k + s[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0)
         acc += tl.dot(ds.to(ks.dtype), ks, input_precision=PREC)
         # the intra-chunk share, sum_s ds_ts q_t.k_s, from float32 ds (not the 16-bit ds of the product)
@@ -256,21 +260,23 @@ def _bw_dq(q, k, v, dh, qg, kg, rn, dden, cst, nst, mst, dq, qdq, S, NC, DHQK, D
 
 
 @triton.jit
-def _key_tile(ps, bh, S, NC, kg, g, mst_next, L: tl.constexpr, T: tl.constexpr):
-    """A key tile's positions, chunk, chunk index and weight into the chunk-end state, exp(a_s - m_chunk)."""
+def _key_tile(ps, bh, S, NC, kg, kl, g, gl, mst_next, L: tl.constexpr, T: tl.constexpr):
+    """A key tile's positions, chunk, chunk index, gate exponents (both words) and weight into the chunk-end
+    state, exp(a_s - m_chunk)."""
     s = ps * T + tl.arange(0, T)
     ci = (ps * T) // L
     base = (bh * NC + ci).to(tl.int64)
-    kgs = tl.load(kg + bh * S + s)
-    return s, ci, base, kgs, tl.exp(tl.load(g + base) + kgs - tl.load(mst_next + base))
+    kgs, kls = tl.load(kg + bh * S + s), tl.load(kl + bh * S + s)
+    ws = tl.exp((tl.load(g + base) + kgs - tl.load(mst_next + base)) + (tl.load(gl + base) + kls))
+    return s, ci, base, kgs, kls, ws
 
 
 @triton.jit
-def _bw_dk(q, k, v, dh, qg, kg, g, rn, dden, dcst, dnst, mst_next, dk_out, kdk, S, NC, DHQK, DHV, scale,
+def _bw_dk(q, k, v, dh, qg, kg, kl, g, gl, rn, dden, dcst, dnst, mst_next, dk_out, kdk, S, NC, DHQK, DHV, scale,
            L: tl.constexpr, T: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr):
     """dk for one (T x BK) key tile: through the chunk-end state and through the later queries of its chunk."""
     ps, pk, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
-    s, ci, base, kgs, ws = _key_tile(ps, bh, S, NC, kg, g, mst_next, L, T)
+    s, ci, base, kgs, kls, ws = _key_tile(ps, bh, S, NC, kg, kl, g, gl, mst_next, L, T)
     dk = pk * BK + tl.arange(0, BK)
     mk = dk < DHQK
     q += bh * S * DHQK
@@ -293,7 +299,7 @@ def _bw_dk(q, k, v, dh, qg, kg, g, rn, dden, dcst, dnst, mst_next, dk_out, kdk, 
         dp = _rows_dot(dh, v, t, s, DHV, T, T, BD, PREC) * tl.load(rn + bh * S + t)[:, None] \
             + tl.load(dden + bh * S + t)[:, None]
         # float32 whatever type `scale` arrives in (torch.compile passes Python floats as fp64): kdk_s is loop-carried
-        ds = (dp * _causal_weight(tl.load(qg + bh * S + t), kgs, t, s) * scale).to(tl.float32)
+        ds = (dp * _causal_weight(tl.load(qg + bh * S + t), kgs, kls, t, s) * scale).to(tl.float32)
         qt = tl.load(q + t[:, None] * DHQK + dk[None, :], mask=mk[None, :], other=0.0)
         acc += tl.dot(tl.trans(ds.to(qt.dtype)), qt, input_precision=PREC)
         kdk_s += tl.sum(ds * tl.dot(qt, tl.trans(ks), input_precision=PREC), 0)  # as in _bw_dq: float32 ds
@@ -303,11 +309,11 @@ def _bw_dk(q, k, v, dh, qg, kg, g, rn, dden, dcst, dnst, mst_next, dk_out, kdk, 
 
 
 @triton.jit
-def _bw_dv(q, k, dh, qg, kg, g, rn, dcst, mst_next, dv_out, S, NC, DHQK, DHV, scale,
+def _bw_dv(q, k, dh, qg, kg, kl, g, gl, rn, dcst, mst_next, dv_out, S, NC, DHQK, DHV, scale,
            L: tl.constexpr, T: tl.constexpr, BV: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr):
     """dv for one (T x BV) value tile: through the chunk-end state and through the later queries of its chunk."""
     ps, pv, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
-    s, ci, base, kgs, ws = _key_tile(ps, bh, S, NC, kg, g, mst_next, L, T)
+    s, ci, base, kgs, kls, ws = _key_tile(ps, bh, S, NC, kg, kl, g, gl, mst_next, L, T)
     dv = pv * BV + tl.arange(0, BV)
     mv = dv < DHV
     q += bh * S * DHQK
@@ -324,7 +330,8 @@ def _bw_dv(q, k, dh, qg, kg, g, rn, dcst, mst_next, dv_out, S, NC, DHQK, DHV, sc
     acc *= ws[:, None]
     for t0 in range(ps * T, ci * L + L, T):
         t = t0 + tl.arange(0, T)
-        p = _rows_dot(q, k, t, s, DHQK, T, T, BD, PREC) * _causal_weight(tl.load(qg + bh * S + t), kgs, t, s)
+        p = _rows_dot(q, k, t, s, DHQK, T, T, BD, PREC) * _causal_weight(tl.load(qg + bh * S + t), kgs, kls,
+                                                                          t, s)
         dnum = tl.load(dh + t[:, None] * DHV + dv[None, :], mask=mv[None, :], other=0.0).to(tl.float32) \
             * tl.load(rn + bh * S + t)[:, None]
         acc += tl.dot(tl.trans((p * scale).to(dh.dtype.element_ty)), dnum.to(dh.dtype.element_ty),
@@ -361,15 +368,18 @@ class _Plan:
         self.BD = feature_block(max(DHQK, self.DHV), 64)  # contraction block of the tile products
         self.BV = feature_block(self.DHV, 128 if self.DHV <= 384 else 256)  # output tile width
         self.BKG = feature_block(DHQK, 128 if DHQK <= 384 else 256)  # dq / dk tile width
-        # Gate quantities in float32, padded with (i = -inf, logsigmoid f = 0): padding changes no state.
+        # Gate quantities, padded with (i = -inf, logsigmoid f = 0): padding changes no state. The decay b from
+        # the chunk start grows to hundreds with strong gates, and the exponent of a weight that counts is the
+        # small difference kg_s - M_t of two such numbers: one float32 word for kg_s = i_s - b_s would be off
+        # by ulp(|b|) there (2% of h at L=256), so kg (and the chunk decay g) carry a second, low word
+        # (float64 arithmetic here, O(S)); the query side qg = -M_t is exact and common to its row.
         pad = self.Sp - S
-        logf = F.pad(F.logsigmoid(f.float()).reshape(self.BH, S), (0, pad), value=0.0)
-        ig = F.pad(i.float().reshape(self.BH, S), (0, pad), value=float("-inf"))
-        self.logf = logf
+        logf = F.pad(F.logsigmoid(f.double()).reshape(self.BH, S), (0, pad), value=0.0)
+        ig = F.pad(i.double().reshape(self.BH, S), (0, pad), value=float("-inf"))
         b = logf.view(self.BH, self.NC, self.L).cumsum(-1)
-        self.b = b
-        self.g = b[..., -1].contiguous()
-        self.kg = (ig.view_as(b) - b).contiguous()
+        self.b = b.float()
+        self.g, self.gl = _two_words(b[..., -1])
+        self.kg, self.kl = _two_words(ig.view_as(b) - b)
 
     def pad(self, x):
         """(B, NH, S, D) -> contiguous (B*NH, Sp, D) in the kernel dtype."""
@@ -379,9 +389,16 @@ class _Plan:
         return x.contiguous()
 
     def stabiliser(self, mst):
-        """m_t of every position from the chunk-start m: b_t + max(m_chunk, cummax_{s<=t}(i_s - b_s))."""
-        mt = self.b + torch.maximum(mst[..., None], self.kg.cummax(-1).values)
-        return mt.contiguous(), (self.b - mt).contiguous()
+        """m_t of every position from the chunk-start m, b_t + M_t with M_t = max(m_chunk, cummax_{s<=t} kg_s),
+        and qg_t = b_t - m_t = -M_t."""
+        M = torch.maximum(mst[..., None], self.kg.cummax(-1).values)
+        return (self.b + M).contiguous(), (-M).contiguous()
+
+
+def _two_words(x):
+    """float64 x as float32 hi + lo (lo = 0 where x is infinite)."""
+    hi = x.float()
+    return hi.contiguous(), (x - hi).float().nan_to_num_(0.0).contiguous()
 
 
 def _launch_forward(p: _Plan, qp, kp, vp, c0, n0, m0, eps):
@@ -399,13 +416,13 @@ def _launch_forward(p: _Plan, qp, kp, vp, c0, n0, m0, eps):
     n0 = (torch.zeros(p.BH, p.DHQK, device=dev, dtype=f32) if n0 is None
           else n0.reshape(p.BH, p.DHQK).float().contiguous()) if has_c0 else nT
     grid = (triton.cdiv(p.DHQK, p.BK), triton.cdiv(p.DHV, p.BVS), p.BH)
-    _fw_states[grid](kp, vp, p.kg, p.g, c0, n0, m0, cst, nst, mst, cT, nT, mT, p.Sp, p.NC, p.DHQK, p.DHV,
+    _fw_states[grid](kp, vp, p.kg, p.kl, p.g, p.gl, c0, n0, m0, cst, nst, mst, cT, nT, mT, p.Sp, p.NC, p.DHQK, p.DHV,
                      L=p.L, T=p.T, BK=p.BK, BV=p.BVS, HAS_C0=has_c0, PREC=p.prec, num_warps=4)
     mt, qg = p.stabiliser(mst)
     h = torch.empty(p.BH, p.Sp, p.DHV, device=dev, dtype=p.dtype)
     den = torch.empty(p.BH, p.Sp, device=dev, dtype=f32)
     grid = (p.Sp // p.T, triton.cdiv(p.DHV, p.BV), p.BH)
-    _fw_out[grid](qp, kp, vp, qg, p.kg, mt, cst, nst, mst, h, den, p.Sp, p.NC, p.DHQK, p.DHV, p.scale, eps,
+    _fw_out[grid](qp, kp, vp, qg, p.kg, p.kl, mt, cst, nst, mst, h, den, p.Sp, p.NC, p.DHQK, p.DHV, p.scale, eps,
                   L=p.L, T=p.T, BD=p.BD, BV=p.BV, PREC=p.prec, num_warps=8 if p.BV >= 256 else 4)
     return h, (cT, nT, mT), (cst, nst, mst, mt, qg, den)
 
@@ -439,7 +456,7 @@ class _ChunkwiseFn(torch.autograd.Function):
         gamma = torch.exp(qg + mst[..., None]).view(p.BH, p.Sp)  # weight of the chunk-start state per query
         cq = (gamma * rn * p.scale).contiguous()
         cn = (gamma * dden * p.scale).contiguous()
-        dec = torch.exp(p.g + mst - mnext).contiguous()
+        dec = torch.exp((p.g + mst - mnext) + p.gl).contiguous()
         dcst = torch.empty_like(cst)
         dnst = torch.empty_like(nst)
         dc0 = torch.empty_like(cT)
@@ -456,12 +473,12 @@ class _ChunkwiseFn(torch.autograd.Function):
         kdk = torch.empty_like(qdq)
         warps = 8 if p.BKG >= 256 else 4
         grid = (p.Sp // p.T, nkb, p.BH)
-        _bw_dq[grid](qp, kp, vp, dhp, qg, p.kg, rn, dden, cst, nst, mst, dq, qdq, p.Sp, p.NC, p.DHQK, p.DHV,
+        _bw_dq[grid](qp, kp, vp, dhp, qg, p.kg, p.kl, rn, dden, cst, nst, mst, dq, qdq, p.Sp, p.NC, p.DHQK, p.DHV,
                      p.scale, L=p.L, T=p.T, BK=p.BKG, BD=p.BD, PREC=p.prec, num_warps=warps)
-        _bw_dk[grid](qp, kp, vp, dhp, qg, p.kg, p.g, rn, dden, dcst, dnst, mnext, dk, kdk, p.Sp, p.NC, p.DHQK,
-                     p.DHV, p.scale, L=p.L, T=p.T, BK=p.BKG, BD=p.BD, PREC=p.prec, num_warps=warps)
+        _bw_dk[grid](qp, kp, vp, dhp, qg, p.kg, p.kl, p.g, p.gl, rn, dden, dcst, dnst, mnext, dk, kdk, p.Sp, p.NC,
+                     p.DHQK, p.DHV, p.scale, L=p.L, T=p.T, BK=p.BKG, BD=p.BD, PREC=p.prec, num_warps=warps)
         grid = (p.Sp // p.T, triton.cdiv(p.DHV, p.BV), p.BH)
-        _bw_dv[grid](qp, kp, dhp, qg, p.kg, p.g, rn, dcst, mnext, dv, p.Sp, p.NC, p.DHQK, p.DHV, p.scale,
+        _bw_dv[grid](qp, kp, dhp, qg, p.kg, p.kl, p.g, p.gl, rn, dcst, mnext, dv, p.Sp, p.NC, p.DHQK, p.DHV, p.scale,
                      L=p.L, T=p.T, BV=p.BV, BD=p.BD, PREC=p.prec, num_warps=8 if p.BV >= 256 else 4)
 
         # Gate gradients from the unrolled form (see the module docstring).

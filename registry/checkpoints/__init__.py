@@ -4,7 +4,7 @@ convert.py is the `xlstm-zoo convert` verb. Nothing here builds a model from a n
 """
 
 from .store import (CheckpointError, iter_tensors, load_checkpoint, load_model_dir, load_pretrained, load_tensors,
-                    resolve_source, save_pretrained)
+                    resolve_source, save_pretrained, save_tokenizer)
 
 __all__ = ["CheckpointError", "iter_tensors", "load_checkpoint", "load_model_dir", "load_pretrained", "load_tensors",
-           "resolve_source", "save_pretrained"]
+           "resolve_source", "save_pretrained", "save_tokenizer"]

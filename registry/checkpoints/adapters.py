@@ -18,12 +18,12 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from safetensors.torch import save_file
 from torch import nn
 
 from ...schemas.recipe import LORA_TARGETS, LoRA, ModelRef
 from ...xlstm import set_weight_mode
+from ..factory import parse_dtype
 from .store import CheckpointError, atomic_write, iter_tensors, load_tensors, sha256_file, verify_sha256
 
 CONFIG_NAME = "adapter_config.json"
@@ -72,7 +72,7 @@ def apply(model: nn.Module, adapter: LoRA) -> nn.Module:
     """
     peft = _peft()
     set_weight_mode(model, "single")
-    model.to({"float32": torch.float32, "bfloat16": torch.bfloat16}[adapter.base_dtype])
+    model.to(parse_dtype(adapter.base_dtype))
     config = peft.LoraConfig(r=adapter.rank, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
                              target_modules=target_modules(model, adapter.target_modules))
     inject(model, config)

@@ -15,13 +15,11 @@ import sys
 from pathlib import Path
 
 from ...schemas.errors import ConfigError
+from ...schemas.kernels import DTYPES
 from .store import CheckpointError, iter_tensors, load_model_dir, load_tensors, resolve_source, save_pretrained
 from .nxai import convert_nxai_state, read_nxai_yaml
 from .tirex import convert_tirex_state, read_tirex_checkpoint
 from .vil import infer_vil_config, load_vil, read_vil
-
-DTYPES = ("float32", "bfloat16", "float16")
-
 
 def convert_nxai(config_path: Path, weights_path: Path, out: Path, *, dtype=None, max_shard_size="5GB") -> Path:
     """Convert NX-AI's YAML config and state_dict; the model is built on meta and filled tensor by tensor."""
@@ -76,9 +74,9 @@ def main(argv: list[str]) -> int:
     if missing:
         parser.error(f"--from {args.source} needs {' and '.join(missing)}")
     try:
-        import torch
+        from ..factory import parse_dtype
 
-        dtype = getattr(torch, args.dtype) if args.dtype else None
+        dtype = parse_dtype(args.dtype)
         if args.source == "nx-ai":
             out = convert_nxai(args.config, args.weights, args.out, dtype=dtype, max_shard_size=args.max_shard_size)
         elif args.source == "tirex":

@@ -32,6 +32,7 @@ from ...schemas.models import MODEL_SCHEMAS
 from ...schemas.yaml_io import dump_yaml, load_yaml, validate_document
 from ...xlstm.large import set_weight_mode, single_layout_state_dict
 from ..data.files import resolve as resolve_data_file
+from ..data.hub import not_cached, source_directory
 from ..factory import check_fits, instantiate
 from ..index import get_config
 from .hf import from_hf_config, to_hf_config, transformers_fill
@@ -202,6 +203,13 @@ def save_pretrained(model: nn.Module, directory: PathLike, *, max_shard_size: Un
         if stale.fullmatch(path.name) and path.name not in files:
             path.unlink()
     return directory
+
+
+def save_tokenizer(tokenizer, directory: PathLike) -> None:
+    """Write a data tokenizer (data.tokenizers: anything with `files()`) into a checkpoint directory, each file
+    atomically: the checkpoint's default tokenizer (its tokenizer.json) is then the one it was trained with."""
+    for name, text in tokenizer.files().items():
+        _write_text(Path(directory) / name, text)
 
 
 # ----------------------------------------------------------------------------------------------- read
@@ -517,31 +525,7 @@ def load_model_dir(path: PathLike, *, device: Optional[Union[str, torch.device]]
                            sha256=sha256, overrides=overrides)
 
 
-# ----------------------------------------------------------------------------------------------- hub cache
-
-
-def hf_hub_cache() -> Path:
-    """The Hugging Face hub cache folder, by the same environment variables huggingface_hub reads."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HUGGINGFACE_HUB_CACHE"):
-        return Path(os.environ["HUGGINGFACE_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
-    return Path(home).expanduser() / "hub"
-
-
-def _snapshot(repo: str, revision: str) -> tuple[Path, Optional[Path]]:
-    """The repo's folder in the cache and its snapshot for `revision` (None if not cached)."""
-    repo_dir = hf_hub_cache() / ("models--" + repo.replace("/", "--"))
-    if re.fullmatch(r"[0-9a-f]{40}", revision):
-        commit = revision
-    else:
-        ref = repo_dir / "refs" / revision
-        if not ref.is_file():
-            return repo_dir, None
-        commit = ref.read_text().strip()
-    snapshot = repo_dir / "snapshots" / commit
-    return repo_dir, snapshot if snapshot.is_dir() else None
+# ----------------------------------------------------------------------------------------------- sources
 
 
 def resolve_source(source: str, *, revision: Optional[str] = None,
@@ -549,36 +533,27 @@ def resolve_source(source: str, *, revision: Optional[str] = None,
     """The local directory of a weights source: `local-dir:PATH`, `zoo-data:NAME` (shipped in the package's
     zoo/data) or `hf-hub:ORG/NAME[@REVISION]`.
 
-    The hub is never contacted: the snapshot must be in the local Hugging Face cache with a config
+    The hub is never contacted (data.hub): the snapshot must be in the local Hugging Face cache with a config
     and every weight file. `files` names files that must be there besides (e.g. a zoo entry's list).
     """
-    kind, _, rest = source.partition(":")
-    if kind in ("local-dir", "zoo-data"):
-        path = Path(rest).expanduser() if kind == "local-dir" else resolve_data_file(source)
+    if source.startswith("zoo-data:"):
+        path = resolve_data_file(source)
         if not path.is_dir():
             raise CheckpointError(f"{source}: {path} is not a directory")
         return path
-    if kind != "hf-hub" or not re.fullmatch(r"[\w.-]+/[\w.-]+(@[\w./-]+)?", rest):
-        raise CheckpointError(f"{source!r}: expected 'local-dir:PATH' or 'hf-hub:ORG/NAME[@REVISION]'")
-    repo, _, at = rest.partition("@")
-    revision = revision or at or "main"
-    repo_dir, snapshot = _snapshot(repo, revision)
-    wanted = [CONFIG_NAME, *(files or [])]
-    missing = list(wanted)
-    if snapshot is not None:
-        missing = [n for n in wanted if not (snapshot / n).is_file()]
-        if not missing:
-            try:
-                missing = [p.name for p in find_weight_files(snapshot).files if not p.is_file()]
-            except CheckpointError:
-                missing = [f"{SAFE_WEIGHTS_NAME} or {SAFE_INDEX_NAME} and its shards"]
-    if missing:
-        where = snapshot if snapshot is not None else f"{repo_dir} (no snapshot for revision {revision!r})"
-        raise CheckpointError(
-            f"hf-hub:{repo}: not in the local Hugging Face cache (read offline). Looked for "
-            f"{', '.join(wanted if snapshot is None else missing)} in {where}. Download it first, e.g. "
-            f"`huggingface-cli download {repo}` (or set HF_HUB_CACHE / HF_HOME to the cache that has it)")
-    return snapshot
+    try:
+        if not source.startswith("hf-hub:"):
+            return source_directory(source)
+        snapshot = source_directory(source, [CONFIG_NAME, *(files or [])], revision)
+        try:
+            missing = [p.name for p in find_weight_files(snapshot).files if not p.is_file()]
+        except CheckpointError:
+            missing = [f"{SAFE_WEIGHTS_NAME} or {SAFE_INDEX_NAME} and its shards"]
+        if missing:
+            raise not_cached(source[len("hf-hub:"):].partition("@")[0], missing, snapshot)
+        return snapshot
+    except (FileNotFoundError, ValueError) as e:
+        raise CheckpointError(str(e)) from None
 
 
 def load_pretrained(config, weights, *, device=None, dtype=None, strict: bool = True) -> nn.Module:

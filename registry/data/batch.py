@@ -39,6 +39,9 @@ class Task:
     """Number of token ids the task uses; the model's vocabulary must be at least this large."""
     chance: float | None = None
     """Accuracy of guessing (for scaled accuracy), None where it is not meaningful."""
+    tokenizer = None
+    """What turns text into the task's token ids (data.tokenizers), None where the data are not text; a run
+    saves it with its model."""
 
     def train_batch(self, seed: int, step: int, batch_size: int) -> Batch:
         raise NotImplementedError

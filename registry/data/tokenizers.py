@@ -1,5 +1,7 @@
 """Offline tokenizers: characters of the corpus, UTF-8 bytes, GPT-2 BPE from the shipped ranks file, or a
-Hugging Face tokenizer.json. Each has `vocab_size`, `encode`, `decode` and `eos_id` (None: it has none)."""
+Hugging Face tokenizer.json. Each has `vocab_size`, `encode`, `decode`, `eos_id` (None: it has none) and
+`files()`: itself as a Hugging Face tokenizer (tokenizer.json + tokenizer_config.json) that HFTokenizer reads
+back with the same ids and text, so a trained checkpoint carries its tokenizer."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .files import resolve
+from .hub import source_directory
 
 # GPT-2's pre-tokenisation pattern (tiktoken r50k_base / the original encoder.py).
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -46,6 +49,15 @@ class CharTokenizer:
         check_ids(ids, self.vocab_size)
         return "".join(self.chars[i] for i in ids)
 
+    def files(self) -> dict[str, str]:
+        """A word-level vocabulary of the characters, each code point its own pre-token, fused on decoding."""
+        from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+        tokenizer = Tokenizer(models.WordLevel(vocab=self._ids))
+        tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), "isolated")
+        tokenizer.decoder = decoders.Fuse()
+        return hf_files(tokenizer, None)
+
 
 class ByteTokenizer:
     vocab_size = 256
@@ -57,6 +69,9 @@ class ByteTokenizer:
     def decode(self, ids: list[int]) -> str:
         check_ids(ids, self.vocab_size)
         return bytes(ids).decode("utf-8", errors="replace")
+
+    def files(self) -> dict[str, str]:
+        return hf_files(byte_level(BYTES, []), None)
 
 
 class GPT2Tokenizer:
@@ -90,6 +105,24 @@ class GPT2Tokenizer:
         check_ids(ids, self.vocab_size)
         return b"".join(self._bytes[i] for i in ids if i != END_OF_TEXT).decode("utf-8", errors="replace")
 
+    def _merged_from(self, token: bytes) -> tuple[bytes, bytes]:
+        """The pair whose merge makes `token`: its bytes merged by the lower ranks only end in two parts."""
+        rank, parts = self._ranks[token], [token[i : i + 1] for i in range(len(token))]
+        while len(parts) > 2:
+            low, i = min((self._ranks.get(a + b, NO_MERGE), i) for i, (a, b) in enumerate(zip(parts, parts[1:])))
+            if low >= rank:
+                break
+            parts[i : i + 2] = [parts[i] + parts[i + 1]]
+        if len(parts) != 2:
+            raise ValueError(f"{RANKS_FILE}: the token {token!r} (rank {rank}) is no merge of two lower-ranked ones")
+        return parts[0], parts[1]
+
+    def files(self) -> dict[str, str]:
+        """Byte-level BPE with the ranks as vocabulary and the merges they imply, in rank order (GPT-2's own
+        tokenizer.json has these)."""
+        merges = [self._merged_from(t) for t, _ in sorted(self._ranks.items(), key=lambda kv: kv[1]) if len(t) > 1]
+        return hf_files(byte_level(self._ranks, merges, "<|endoftext|>"), "<|endoftext|>")
+
 
 def make_tokenizer(kind: str, corpus: str):
     """char (from the corpus), byte, gpt2, or `local-dir:PATH` / `hf-hub:ORG/NAME[@REV]`: a checkpoint's
@@ -111,6 +144,7 @@ class HFTokenizer:
         except ImportError as e:
             raise ImportError("a tokenizer.json needs the `tokenizers` package: pip install 'xlstm-zoo[eval]'") from e
         self._tokenizer = Tokenizer.from_file(str(path))
+        self.directory = path.parent
         self.vocab_size = max(self._tokenizer.get_vocab(with_added_tokens=True).values()) + 1
         special = _special_tokens(path.parent)
         self.eos_id = self._token_id(special.get("eos_token"))
@@ -129,13 +163,26 @@ class HFTokenizer:
     def decode(self, ids: list[int]) -> str:
         return self._tokenizer.decode(ids, skip_special_tokens=True)
 
+    def files(self) -> dict[str, str]:
+        """The tokenizer.json this was read from with its special-token files (a fine-tune carries its base's);
+        an EOS known only from the model's config.json is named in tokenizer_config.json (an adapter directory
+        has no config.json)."""
+        names = (TOKENIZER_FILE, *SPECIAL_TOKEN_FILES)
+        files = {name: (self.directory / name).read_text() for name in names if (self.directory / name).is_file()}
+        if self.eos_id is not None and self._token_id(_special_tokens(self.directory).get("eos_token")) is None:
+            config = {**json.loads(files.get(SPECIAL_TOKEN_FILES[0], "{}")),
+                      "eos_token": self._tokenizer.id_to_token(self.eos_id)}
+            files[SPECIAL_TOKEN_FILES[0]] = json.dumps(config, indent=2) + "\n"
+        return files
+
 
 TOKENIZER_FILE = "tokenizer.json"
+SPECIAL_TOKEN_FILES = ("tokenizer_config.json", "special_tokens_map.json")
 
 
 def _special_tokens(directory: Path) -> dict:
     """bos/eos tokens as transformers writes them (tokenizer_config.json, else special_tokens_map.json)."""
-    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+    for name in SPECIAL_TOKEN_FILES:
         if (directory / name).is_file():
             return json.loads((directory / name).read_text())
     return {}
@@ -143,22 +190,10 @@ def _special_tokens(directory: Path) -> dict:
 
 def checkpoint_tokenizer(source: str) -> Path:
     """The tokenizer.json of `local-dir:DIR` or `hf-hub:ORG/NAME[@REV]` (from the local Hugging Face cache)."""
-    kind, _, rest = source.partition(":")
-    if kind == "local-dir":
-        path = Path(rest).expanduser() / TOKENIZER_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"tokenizer: {source} has no {TOKENIZER_FILE} ({path} does not exist)")
-        return path
-    from huggingface_hub import try_to_load_from_cache
-
-    repo, _, revision = rest.partition("@")
-    found = try_to_load_from_cache(repo, TOKENIZER_FILE, revision=revision or None)
-    if not isinstance(found, str):
-        from huggingface_hub.constants import HF_HUB_CACHE
-
-        raise FileNotFoundError(f"tokenizer: hf-hub:{repo} has no {TOKENIZER_FILE} in the local Hugging Face cache "
-                                f"{HF_HUB_CACHE} (read offline; download it first, e.g. `huggingface-cli download {repo}`)")
-    return Path(found)
+    try:
+        return source_directory(source, [TOKENIZER_FILE]) / TOKENIZER_FILE
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"tokenizer: {e}") from None
 
 
 def _byte_symbols() -> list[str]:
@@ -174,20 +209,41 @@ def _byte_symbols() -> list[str]:
     return [symbols[b] for b in range(256)]
 
 
-def save_byte_tokenizer(directory: Path, eos_token: str = "<|endoftext|>") -> Path:
-    """Write the byte tokenizer as a Hugging Face tokenizer (tokenizer.json + tokenizer_config.json): ids 0-255
-    are the bytes, as ByteTokenizer's, and `eos_token` is id 256. A byte-level checkpoint that carries it is
-    readable by transformers' AutoTokenizer and lm-eval's `hf` model."""
+BYTES = {bytes([b]): b for b in range(256)}
+
+
+def byte_level(vocab: dict[bytes, int], merges: list[tuple[bytes, bytes]], eos_token: str | None = None):
+    """A byte-level BPE `tokenizers.Tokenizer` (GPT-2's layout: tokens spelled in its byte symbols, GPT-2's
+    pre-tokenisation pattern) with `eos_token` added as the next id."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-    vocab = {symbol: byte for byte, symbol in enumerate(_byte_symbols())}
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    symbols = _byte_symbols()
+
+    def spell(token: bytes) -> str:
+        return "".join(symbols[b] for b in token)
+
+    tokenizer = Tokenizer(models.BPE(vocab={spell(t): i for t, i in vocab.items()},
+                                     merges=[(spell(a), spell(b)) for a, b in merges]))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.add_special_tokens([eos_token])
+    if eos_token is not None:
+        tokenizer.add_special_tokens([eos_token])
+    return tokenizer
+
+
+def hf_files(tokenizer, eos_token: str | None) -> dict[str, str]:
+    """tokenizer.json and the tokenizer_config.json naming its EOS, as transformers' AutoTokenizer reads them."""
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 1 << 20}
+    if eos_token is not None:
+        config["eos_token"] = eos_token
+    return {TOKENIZER_FILE: tokenizer.to_str(), SPECIAL_TOKEN_FILES[0]: json.dumps(config, indent=2) + "\n"}
+
+
+def save_byte_tokenizer(directory: Path, eos_token: str = "<|endoftext|>") -> Path:
+    """Write the byte tokenizer with `eos_token` as id 256 (a byte-level checkpoint with an end-of-text token, as
+    a test or benchmark makes one): readable by transformers' AutoTokenizer and lm-eval's `hf` model."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(str(directory / TOKENIZER_FILE))
-    config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": eos_token, "model_max_length": 1 << 20}
-    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    for name, text in hf_files(byte_level(BYTES, [], eos_token), eos_token).items():
+        (directory / name).write_text(text)
     return directory / TOKENIZER_FILE

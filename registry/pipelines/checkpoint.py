@@ -2,7 +2,9 @@
 number of processes and any strategy (a 2-process FSDP2 run resumes in one plain process).
 
 A checkpoint is a folder `checkpoints/step-NNNNNNNN/` holding DCP's files for the model weights and the
-optimizer's tensors (keyed by parameter name, so the layout of the run that wrote them does not matter) and
+optimizer's tensors (keyed by parameter name, so the layout of the run that wrote them does not matter; a model
+with frozen parameters, an adapter on its base, keeps only its trainable ones: the frozen base is rebuilt from
+the recipe's base source on --resume, so a 7B LoRA checkpoint holds megabytes, not the 14 GB base) and
 `trainer.pt` (step, optimizer hyper-parameters, scheduler, RNG states), read with
 `torch.load(weights_only=True)`. DCP's own index is a pickle; it is read with an unpickler that admits
 only DCP's metadata classes, so nothing in a checkpoint can run code.
@@ -26,7 +28,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.filesystem import FileSystemReader
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
 from .distributed import Dist
 
@@ -66,12 +68,35 @@ class _SafeReader(FileSystemReader):
         return metadata
 
 
-def _read(state: dict, folder: Path) -> None:
+@contextlib.contextmanager
+def _reading(folder: Path):
     try:
         with _quiet():
-            dcp.load(state, storage_reader=_SafeReader(folder))
+            yield
     except (Exception, CheckpointException) as e:  # DCP gathers every rank's failures into one (a BaseException)
         raise ValueError(f"{folder}: not a readable training checkpoint: {e}") from e
+
+
+def _read(state: dict, folder: Path) -> None:
+    with _reading(folder):
+        dcp.load(state, storage_reader=_SafeReader(folder))
+
+
+def _states(model: torch.nn.Module, optimizer) -> tuple[dict, dict, bool]:
+    """(model state, optimizer state, whether the model state is partial) as DCP saves and loads them: all the
+    model's tensors, or only its trainable parameters where some are frozen."""
+    model_state, optim_state = get_state_dict(model, optimizer)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    partial = len(trainable) < len(list(model.parameters()))
+    if partial:
+        model_state = {k: v for k, v in model_state.items() if k in trainable}
+    return model_state, optim_state, partial
+
+
+def stored_keys(folder: Path) -> set[str]:
+    """The names of the tensors a checkpoint folder holds (`model.NAME`, `optimizer.NAME.exp_avg`, ...)."""
+    with _reading(folder):
+        return set(_SafeReader(folder).read_metadata().state_dict_metadata)
 
 
 def save(root: Path, step: int, finished: bool, model: torch.nn.Module, optimizer, scheduler, dist: Dist) -> Path:
@@ -83,7 +108,7 @@ def save(root: Path, step: int, finished: bool, model: torch.nn.Module, optimize
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     dist.barrier()
-    model_state, optim_state = get_state_dict(model, optimizer)
+    model_state, optim_state, _ = _states(model, optimizer)
     with _quiet():
         dcp.save({"model": model_state, "optimizer": optim_state["state"]}, checkpoint_id=str(tmp))
     dist.barrier()
@@ -112,12 +137,13 @@ def latest(root: Path) -> Path | None:
 def load(folder: Path, model: torch.nn.Module, optimizer, scheduler) -> tuple[int, bool]:
     """Restore everything `save` wrote, resharded to this run's layout; returns the step to continue after
     and whether the run had finished. Every process calls this."""
-    model_state, optim_state = get_state_dict(model, optimizer)
+    model_state, optim_state, partial = _states(model, optimizer)
     state = {"model": model_state, "optimizer": optim_state["state"]}
-    _read(state, folder)
+    _read(state, folder)  # every tensor asked for must be in the checkpoint
     trainer = torch.load(folder / TRAINER, weights_only=True)
     set_state_dict(model, optimizer, model_state_dict=state["model"],
-                   optim_state_dict={"state": state["optimizer"], "param_groups": trainer["param_groups"]})
+                   optim_state_dict={"state": state["optimizer"], "param_groups": trainer["param_groups"]},
+                   options=StateDictOptions(strict=not partial))
     scheduler.load_state_dict(trainer["scheduler"])
     torch.set_rng_state(trainer["rng"]["torch"])
     _set_numpy_state(trainer["rng"]["numpy"])
@@ -126,10 +152,14 @@ def load(folder: Path, model: torch.nn.Module, optimizer, scheduler) -> tuple[in
 
 
 def load_weights(folder: Path, model: torch.nn.Module) -> None:
-    """Only the model's weights from a checkpoint folder, into an unwrapped model (tests, inspection)."""
-    state = {"model": model.state_dict()}
+    """The model weights a checkpoint folder holds (all, or an adapter run's trainable ones), into an unwrapped
+    model (tests, inspection)."""
+    stored = {key[len("model."):] for key in stored_keys(folder) if key.startswith("model.")}
+    state = {"model": {k: v for k, v in model.state_dict().items() if k in stored}}
+    if len(state["model"]) < len(stored):
+        raise ValueError(f"{folder}: the model has no {', '.join(sorted(stored - set(state['model'])))}")
     _read(state, folder)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state["model"], strict=len(stored) == len(model.state_dict()))
 
 
 def _numpy_state() -> dict:

@@ -89,7 +89,8 @@ def eval_main(argv: list[str]) -> int:
 def _perplexity_main(args) -> int:
     """Documents of one file, each scored whole with the state carried (evaluate.perplexity)."""
     from ...schemas.recipe import TextData
-    from ..builder import build_for_eval, parse_dtype
+    from ..builder import build_for_eval
+    from ..factory import parse_dtype
     from ..data.text import iter_documents
     from ..data.tokenizer_specs import check_vocabulary, load_tokenizer
     from .distributed import setup

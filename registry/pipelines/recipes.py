@@ -90,11 +90,10 @@ def save_recipe(recipe: Recipe, path: Path) -> None:
 def build(recipe: Recipe, task: Task, device: torch.device) -> torch.nn.Module:
     """The recipe's model; it must fit the task's data (vocabulary, image shape, ...). An adapter's base is built
     in its dtype."""
-    import torch
-
     from ..builder import build_model
+    from ..factory import parse_dtype
 
-    dtype = torch.bfloat16 if recipe.adapter and recipe.adapter.base_dtype == "bfloat16" else None
+    dtype = parse_dtype(recipe.adapter.base_dtype) if recipe.adapter else None
     model = build_model(recipe.model.name, pretrained=recipe.model.pretrained, overrides=recipe.model.overrides,
                         device=device, dtype=dtype)
     task.check_model(model.config)

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ...schemas.recipe import Recipe, Schedule
 from ...xlstm.optim import param_groups
-from ..checkpoints import adapters, save_pretrained
+from ..checkpoints import adapters, save_pretrained, save_tokenizer
 from ..data import Batch, Task, make_task
 from . import checkpoint
 from .distributed import Dist, all_finite, clip_grad_norm, grad_sync, plain_copy, setup, wrap_model
@@ -102,6 +102,8 @@ def _train(recipe: Recipe, out: Path, resume: bool, dist: Dist) -> dict:
             adapters.save(plain, out / "model", recipe.model)
         else:
             save_pretrained(plain, out / "model")
+        if task.tokenizer is not None:  # model/ is self-contained: lm-eval and `eval --data` find it there
+            save_tokenizer(task.tokenizer, out / "model")
         try:
             plot(out / "metrics.jsonl", out / "metrics.png")
         except ImportError:
