@@ -27,6 +27,23 @@ def _check_spec(spec: Any) -> None:
                          f"for a local directory 'local-dir:{spec}'")
 
 
+def check_device(device: Union[str, torch.device, None]) -> None:
+    """A device torch knows and this machine has: torch's own errors for a misspelt or absent one are a
+    RuntimeError or, from deep inside CUDA's lazy init, an AssertionError."""
+    if device is None:
+        return
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: expected a torch device such as cpu, cuda, cuda:1 or meta, got {device!r}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            have = f"{count} CUDA device(s)" if count else f"no CUDA device (torch {torch.__version__}, CUDA " \
+                f"{torch.version.cuda or 'not compiled in'})"
+            raise ValueError(f"device {str(device)!r}: this machine has {have}")
+
+
 def build_model(spec: Any, *, pretrained: Union[bool, str] = False, overrides: Overrides = None,
                 device: Union[str, torch.device, None] = None, dtype: Optional[torch.dtype] = None,
                 quantize: Optional[str] = None, quantize_backend: str = "torchao") -> nn.Module:
@@ -44,6 +61,7 @@ def build_model(spec: Any, *, pretrained: Union[bool, str] = False, overrides: O
     bfloat16) or "zoo" (int8 / int4 with the zoo's Triton matvec kernels in decode steps, any device).
     """
     _check_spec(spec)
+    check_device(device)
     if quantize is not None:
         check_quantization(quantize, quantize_backend)
     if isinstance(spec, str) and spec.startswith(SOURCE_PREFIXES):

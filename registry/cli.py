@@ -23,6 +23,7 @@ from ..schemas.export import DOCUMENTS, schema_path, schema_text
 from ..schemas.kernels import DTYPES
 from ..schemas.yaml_io import dump_yaml, load_yaml, validate_document
 from .index import SOURCE_PREFIXES, entry_paths, get_config, get_entry, list_models, split_name
+from .pipelines.recipes import load_recipe
 from .quantize import add_quantize
 
 SCHEMA_COMMENT = re.compile(r"^# yaml-language-server: \$schema=(\S+)")
@@ -73,22 +74,41 @@ def cmd_cp(args) -> int:
     return 0
 
 
-def document_kind(path: str) -> str:
-    """The document kind a YAML file declares in its $schema comment (zoo entries by default)."""
-    first = Path(path).read_text(encoding="utf-8").split("\n", 1)[0] if Path(path).is_file() else ""
+RECIPE_KEYS = {"data", "optimizer", "schedule", "train", "eval", "adapter"}
+"""Top-level keys only recipes have: a file without $schema comment holding one is a recipe."""
+
+
+def document_kind(path: str, doc=None) -> str:
+    """The document kind a YAML file declares in its $schema comment; without one, `model` for a file holding
+    only a model config (bare or under `model:`, as build_model takes it), `recipe` for one with a recipe's keys
+    (`doc`: the file's document), else a zoo entry."""
+    try:  # an unreadable or non-UTF-8 file is load_yaml's to report, with its position
+        first = Path(path).read_bytes().split(b"\n", 1)[0].decode("utf-8", "replace")
+    except OSError:
+        first = ""
     match = SCHEMA_COMMENT.match(first)
     if match:
         for kind in DOCUMENTS:
             if match.group(1).endswith(f"{kind}.schema.json"):
                 return kind
-    return "zoo-entry"
+    data = doc.data if doc is not None and isinstance(doc.data, dict) else {}
+    if set(data) == {"model"} or "kind" in data and "model" not in data:
+        return "model"
+    return "recipe" if "name" not in data and RECIPE_KEYS & set(data) else "zoo-entry"
 
 
 def cmd_validate(args) -> int:
     problems: list[Problem] = []
     for path in args.files:
         try:
-            validate_document(DOCUMENTS[document_kind(path)], load_yaml(path))
+            doc = load_yaml(path)
+            kind = document_kind(path, doc)
+            if kind == "model":
+                get_config(path)  # validated as build_model reads it
+            elif kind == "recipe":
+                load_recipe(path)  # as train reads it: its model's name and overrides too
+            else:
+                validate_document(DOCUMENTS[kind], doc)
         except ConfigError as e:
             problems += e.problems
     for p in problems:
@@ -202,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
     except ImportError as e:
         print(f"error: {e} (is the matching extra installed? e.g. pip install 'xlstm-zoo[dev]')", file=sys.stderr)
+    except KeyboardInterrupt:  # wherever Ctrl-C lands (files are written under temporary names, then renamed)
+        print("xlstm-zoo: interrupted", file=sys.stderr)
+        return 130
     return 2
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
+import typing
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
 from ruamel.yaml.comments import CommentedMap
 
-from ..schemas.entry import ModelDocument, ZooEntry
+from ..schemas.entry import Capability, ModelDocument, ZooEntry
 from ..schemas.errors import ConfigError, Problem
 from ..schemas.models import MODEL_SCHEMAS, ModelConfig
 from ..schemas.yaml_io import Document, Overrides, apply_overrides, load_yaml, validate_document
@@ -24,6 +25,7 @@ from ..schemas.yaml_io import Document, Overrides, apply_overrides, load_yaml, v
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
 SOURCE_PREFIXES = ("local-dir:", "hf-hub:", "zoo-data:")
 """Specs naming a checkpoint directory rather than a config (see builder.build_model)."""
+CAPABILITIES = typing.get_args(Capability)
 
 
 class UnknownModelError(LookupError):
@@ -53,6 +55,10 @@ def list_models(pattern: str | list[str] = "*", exclude: str | list[str] | None 
              and not any(fnmatch.fnmatchcase(n, p) for p in excludes)]
     if pretrained:
         names = [n for n in names if get_entry(n).weights]
+    if capability and capability not in CAPABILITIES:
+        close = difflib.get_close_matches(capability, CAPABILITIES, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise LookupError(f"unknown capability {capability!r}{hint} (one of {', '.join(CAPABILITIES)})")
     if capability:
         names = [n for n in names if capability in get_entry(n).capabilities]
     return sorted(names, key=_natural_key)
@@ -65,7 +71,9 @@ def split_name(spec: str) -> tuple[str, Optional[str]]:
         return spec, None
     name, dot, tag = spec.rpartition(".")
     if dot and name in paths:
-        return name, tag
+        entry = get_entry(name)
+        if entry.weights:
+            return name, entry.weights_for(tag).tag  # an unknown tag is refused, naming the entry's tags
     raise UnknownModelError(spec, paths)
 
 

@@ -267,6 +267,32 @@ def metric_value(results: dict, task: str, metric: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _check_writable(path: Path, option: str) -> None:
+    """`path`'s folder exists (made if need be) and takes a new file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        reason = None if os.access(path.parent, os.W_OK) else f"{path.parent} is not writable"
+    except FileExistsError:
+        reason = f"{path.parent} is not a directory"
+    except OSError as exc:
+        reason = exc.strerror
+    if reason:
+        raise OSError(f"{option}: cannot write {path} ({reason})")
+
+
+def _count(kind, least, expected: str, strict: bool = False):
+    """An argparse type: a number of `kind` at least (strict: above) `least`."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value < least or strict and value == least:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return parse
+
+
 def main(argv: list[str]) -> int:
     """`xlstm-zoo lm-eval SPEC --tasks T1,T2 ...`: prints lm-eval's table and tokens/s, writes the results JSON."""
     from lm_eval.utils import handle_non_serializable, make_table
@@ -275,8 +301,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("spec", help="zoo name, YAML file, local-dir:PATH or hf-hub:ORG/NAME")
     parser.add_argument("--tasks", required=True, help="comma-separated lm-eval task names")
     parser.add_argument("--include-path", action="append", default=[], type=Path, help="folder of task YAMLs")
-    parser.add_argument("--num-fewshot", type=int)
-    parser.add_argument("--limit", type=float, help="documents per task (a fraction if < 1)")
+    parser.add_argument("--num-fewshot", type=_count(int, 0, "an integer >= 0"))
+    parser.add_argument("--limit", type=_count(float, 0, "a number > 0 (a fraction if < 1)", strict=True),
+                        help="documents per task (a fraction if < 1)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--device")
     parser.add_argument("--dtype", choices=["auto", *DTYPES], default="auto")
@@ -284,6 +311,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--output", type=Path, help="write lm-eval's results dict here as JSON")
     parser.add_argument("--log-samples", action="store_true", help="keep every request's scores in --output")
     args = parser.parse_args(argv)
+    if args.output:  # before hours of evaluation, not after
+        _check_writable(args.output, "--output")
     for path in args.include_path:
         if not path.is_dir():
             raise FileNotFoundError(f"--include-path: {path} is not a directory")
@@ -301,7 +330,6 @@ def main(argv: list[str]) -> int:
         print(make_table(results, "groups"))
     print(f"xlstm-zoo: {lm.throughput()}")
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(results, indent=2, default=handle_non_serializable))
         print(f"wrote {args.output}")
     return 0

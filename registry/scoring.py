@@ -101,6 +101,9 @@ def score_documents(model, documents: Sequence[Sequence[int]], batch_size: int =
     """Sum of log p(token | all tokens before it) over each document's tokens after the first, in one stateful
     pass: documents sorted by length run right-padded in chunks of `chunk` positions, the state carried
     between chunks, finished rows dropped."""
+    for name, size in (("batch_size", batch_size), ("chunk_size", chunk)):
+        if size < 1:  # below 1 a batch scored nothing (perplexity 1.0), a chunk broke range()
+            raise ValueError(f"{name}: expected an integer >= 1, got {size}")
     device = _device(model)
     order = sorted(range(len(documents)), key=lambda i: -len(documents[i]))
     results = [0.0] * len(documents)

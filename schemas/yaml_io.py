@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import re
 import typing
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
@@ -179,9 +180,11 @@ def _parse_override(item: str, source: str) -> tuple[str, Any]:
         raise ConfigError([Problem(source, None, None, "", f"expected an override as key.path=value, got {item!r}")])
     try:
         parsed = parse_yaml(value, f"{source} {item!r}").data if value.strip() else None
-    except ConfigError as e:  # place the value's problems under the key it is for
-        raise ConfigError([Problem(p.source, p.line, p.column, ".".join(filter(None, (key.strip(), p.path))),
-                                   p.message) for p in e.problems]) from None
+    except ConfigError as e:  # place the value's problems under the key it is for (a syntax error's own key is
+        # a guess from the text of its line: here the value's text, no key)
+        raise ConfigError([Problem(p.source, p.line, p.column, ".".join(filter(None, (
+            key.strip(), None if p.message.startswith("invalid YAML") else p.path))), p.message)
+            for p in e.problems]) from None
     return key.strip(), parsed
 
 
@@ -203,7 +206,14 @@ def apply_overrides(doc: Document, overrides: Overrides, source: str = "<overrid
         for j, key in enumerate(loc[:-1]):
             if isinstance(node, dict):
                 if not isinstance(node.get(key), (dict, list)):
+                    if isinstance(loc[j + 1], int):  # an index into nothing: a mapping {0: ...} is no list
+                        where = ".".join(map(str, loc[:j + 1]))
+                        got = _describe(node[key]) if key in node else "nothing"
+                        problems.append(Problem(source, None, None, dotted, f"expected {where} to be an existing "
+                                                f"list to index, got {got} (set the whole list: {where}=[...])"))
+                        break
                     node[key] = CommentedMap()
+                    doc.override_sources[loc[:j + 1]] = source  # its problems are the override's
                 node = node[key]
             elif isinstance(node, list) and isinstance(key, int) and -len(node) <= key < len(node):
                 node = node[key]
@@ -264,9 +274,22 @@ def _is_model(node: Any) -> bool:
     return isinstance(node, type) and issubclass(node, BaseModel)
 
 
+def _union_member(node: Any, label: Any) -> Any:
+    """The member of a Union that pydantic's location label names: a `kind` tag ('xlstm-lm'), a class name,
+    or a type such as 'list[int]'; None when unsure."""
+    for member in typing.get_args(node):
+        if _is_model(member) and ("kind" in member.model_fields and member.model_fields["kind"].default == label
+                                  or member.__name__ == label):
+            return member
+        origin = typing.get_origin(member)
+        if origin in (list, dict) and str(label).startswith(f"{origin.__name__}["):
+            return member
+    return None
+
+
 def _walk(schema: type, loc: tuple) -> tuple[tuple, Any]:
-    """Follow a pydantic error location through the schema: (the location without union tags such as
-    'xlstm-lm', the schema node reached or None)."""
+    """Follow a pydantic error location through the schema: (the location without the labels pydantic puts
+    after a union, such as the tag 'xlstm-lm' or 'list[int]', the schema node reached or None)."""
     out, node = [], schema
     for key in loc:
         node = _unwrap(node)
@@ -275,13 +298,7 @@ def _walk(schema: type, loc: tuple) -> tuple[tuple, Any]:
             field = node.model_fields.get(key)
             node = None if field is None else field.annotation
         elif typing.get_origin(node) is Union:
-            members = [a for a in typing.get_args(node) if _is_model(a) and "kind" in a.model_fields]
-            tagged = [a for a in members if a.model_fields["kind"].default == key]
-            if tagged:
-                node = tagged[0]  # a union tag: not a key of the document
-            else:
-                out.append(key)
-                node = None
+            node = _union_member(node, key)  # the key names a member: it is not a key of the document
         elif typing.get_origin(node) in (list, dict):
             out.append(key)
             node = typing.get_args(node)[-1]
@@ -311,7 +328,7 @@ def _problems(exc: ValidationError, doc: Document, schema: type, prefix: tuple) 
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             problems.append(_problem(doc, loc, f"unknown key{hint}", key=True))
         elif kind in ("union_tag_invalid", "union_tag_not_found"):
-            tags = (err.get("ctx") or {}).get("expected_tags", "")
+            tags = (err.get("ctx") or {}).get("expected_tags") or _union_tags(schema, raw)
             got = err["input"].get("kind") if isinstance(err["input"], dict) else None
             close = difflib.get_close_matches(str(got), [t.strip(" '") for t in tags.split(",")], n=3, cutoff=0.3)
             hint = f" (did you mean {', '.join(close)}?)" if close and got is not None else ""
@@ -319,10 +336,36 @@ def _problems(exc: ValidationError, doc: Document, schema: type, prefix: tuple) 
                                      f"{'nothing' if got is None else repr(got)}{hint}"))
         else:
             expected = _EXPECTED.get(kind) or err["msg"].replace("Input should be", "expected").replace(
-                "Value error, ", "")
+                "Value error, ", "").replace("String should match pattern", "expected a string matching")
             got = "" if kind == "missing" else f", got {_describe(err['input'])}"
+            if kind == "literal_error" and isinstance(err["input"], str):
+                choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+                close = difflib.get_close_matches(err["input"], choices, n=3, cutoff=0.6)
+                got += f" (did you mean {', '.join(close)}?)" if close else ""
             problems.append(_problem(doc, loc, expected + got))
-    return problems
+    return _merge_alternatives(problems)
+
+
+def _union_tags(schema: type, loc: tuple) -> str:
+    """The `kind` tags of the union at `loc`, as pydantic lists them (it gives none when `kind` is absent)."""
+    node = _unwrap(_walk(schema, loc)[1])
+    return ", ".join(repr(a.model_fields["kind"].default) for a in typing.get_args(node)
+                     if _is_model(a) and "kind" in a.model_fields)
+
+
+def _merge_alternatives(problems: list[Problem]) -> list[Problem]:
+    """One problem per value that matches no member of a union: `expected A or B, got X`."""
+    merged: dict[tuple, Problem] = {}
+    for p in problems:
+        expected, sep, got = p.message.rpartition(", got ")
+        value, _, hint = got.partition(" (did you mean ")
+        key = (p.source, p.line, p.column, p.path, value) if sep and expected.startswith("expected ") else id(p)
+        if key in merged:
+            first, _, got = merged[key].message.rpartition(", got ")
+            got = got if hint == "" else f"{value} (did you mean {hint}"
+            p = Problem(p.source, p.line, p.column, p.path, f"{first} or {expected.removeprefix('expected ')}, got {got}")
+        merged[key] = p
+    return list(merged.values())
 
 
 def _problem(doc: Document, loc: tuple, message: str, key: bool = False) -> Problem:

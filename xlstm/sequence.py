@@ -125,10 +125,44 @@ class XLSTMBackbone(nn.Module):
             return self.stack.merge(fwd[:, -1], None if bwd is None else bwd[:, 0])
         return features.mean(1) if pooling == "mean" else features.amax(1)
 
+    def check(self, x: torch.Tensor, state: Optional[SequenceState]) -> None:
+        """Input and state as forward takes them, refused before the blocks (whose errors are torch's own)."""
+        weight = self.input_proj.weight
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"xlstm-backbone: expected a torch.Tensor input, got {type(x).__name__}")
+        if not x.is_floating_point() or x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(f"xlstm-backbone: expected a floating-point input of the model's dtype {weight.dtype}, "
+                            f"got {x.dtype}")
+        if x.dim() != 3 or x.shape[-1] != self.config.input_size or x.shape[1] == 0:
+            raise ValueError(f"xlstm-backbone: expected input (batch, length, {self.config.input_size}) with at least "
+                             f"one step, got {tuple(x.shape)}")
+        if x.device != weight.device:
+            raise ValueError(f"xlstm-backbone: expected an input on the model's device {weight.device}, got {x.device}")
+        if state is None:
+            return
+        if not isinstance(state, SequenceState):
+            raise TypeError(f"state: expected None or the SequenceState a previous call returned, got "
+                            f"{type(state).__name__}")
+        bidirectional = self.stack.backward_stack is not None
+        if (state.backward is not None) != bidirectional:
+            raise ValueError(f"state: expected the state of a {'bi' if bidirectional else 'uni'}directional model, got "
+                             f"one of a {'uni' if bidirectional else 'bi'}directional one")
+        blocks = self.config.stack.num_blocks
+        for name, part in (("forward", state.forward), ("backward", state.backward)):
+            if part is None:
+                continue
+            if not isinstance(part, LMState) or len(part.blocks) != blocks:
+                got = len(part.blocks) if isinstance(part, LMState) else type(part).__name__
+                raise ValueError(f"state.{name}: expected the state of {blocks} blocks, got {got}: a state from "
+                                 "another model?")
+            for j, block in enumerate(part.blocks):
+                for t in block.tensors():
+                    if t.shape[0] != x.shape[0]:
+                        raise ValueError(f"state.{name}.blocks[{j}]: expected batch size {x.shape[0]} (that of the "
+                                         f"input), got {t.shape[0]}")
+
     def forward(self, x: torch.Tensor, state: Optional[SequenceState] = None) -> BackboneOutput:
-        if x.dim() != 3 or x.shape[-1] != self.config.input_size:
-            raise ValueError(f"xlstm-backbone: expected input (batch, length, {self.config.input_size}), "
-                             f"got {tuple(x.shape)}")
+        self.check(x, state)
         fwd, bwd, state = self.stack.directions(self.input_proj(x), state)
         features = self.stack.merge(fwd, bwd)
         if self.head is None:

@@ -111,9 +111,14 @@ class TiRex(nn.Module):
                 patches_per_step: Optional[int] = None) -> torch.Tensor:
         """Roll out ceil(prediction_length / P) patches, `patches_per_step` per forward (default: all in one),
         each later step seeing the earlier ones as missing values (TiRex's rollout), then cut to length."""
-        length = prediction_length or self.config.horizon
+        if not isinstance(context, torch.Tensor) or context.dim() != 2:
+            got = tuple(context.shape) if isinstance(context, torch.Tensor) else type(context).__name__
+            raise ValueError(f"tirex: expected a context of shape (batch, length), got {got}")
+        length = self.config.horizon if prediction_length is None else prediction_length
         if length < 1:
             raise ValueError(f"prediction_length: expected a positive length, got {length}")
+        if patches_per_step is not None and patches_per_step < 1:
+            raise ValueError(f"patches_per_step: expected a positive count, got {patches_per_step}")
         remaining = math.ceil(length / self.config.output_patch_size)
         per_step = patches_per_step or remaining
         outputs = []

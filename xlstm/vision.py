@@ -151,6 +151,8 @@ class VisionLSTM(nn.Module):
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         expected = tuple(self.config.image_shape)
+        if not pixels.is_floating_point():
+            raise TypeError(f"vil: expected floating-point images, got {pixels.dtype}")
         if pixels.dim() != 4 or tuple(pixels.shape[1:]) != expected:
             raise ValueError(f"expected images of shape (batch, {', '.join(map(str, expected))}) "
                              f"(model.image_shape), got {tuple(pixels.shape)}")

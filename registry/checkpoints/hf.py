@@ -11,7 +11,9 @@ from typing import Any
 
 import torch
 
+from ...schemas.errors import ConfigError
 from ...schemas.models import XLSTMLargeLMConfig
+from ...schemas.yaml_io import Document, validate_document
 
 MODEL_TYPE = "xlstm"
 ZOO_MODEL_TYPE = "xlstm_zoo"
@@ -47,15 +49,18 @@ class ConfigMappingError(ValueError):
 
 
 def _alias(config: dict, names: tuple[str, str], source: str) -> Any:
-    values = {config[n] for n in names if config.get(n) is not None}
-    if len(values) > 1:
-        raise ConfigMappingError(f"{source}: {names[0]} and {names[1]} disagree ({sorted(values)})")
-    return values.pop() if values else HF_DEFAULTS[names[0]]
+    values = [config[n] for n in names if config.get(n) is not None]
+    if any(v != values[0] for v in values):
+        raise ConfigMappingError(f"{source}: {names[0]} and {names[1]} disagree ({values})")
+    return values[0] if values else HF_DEFAULTS[names[0]]
 
 
 def from_hf_config(config: dict, *, source: str = "config.json") -> XLSTMLargeLMConfig:
     """Our config from a transformers xLSTM config.json."""
     model_type = config.get("model_type")
+    if model_type == ZOO_MODEL_TYPE:
+        raise ConfigMappingError(f"{source}: model_type {ZOO_MODEL_TYPE!r} is our own record of a model transformers "
+                                 "cannot run; its config is zoo.yaml, missing beside it")
     if model_type != MODEL_TYPE:
         raise ConfigMappingError(f"{source}: expected model_type {MODEL_TYPE!r} (transformers' xLSTM), "
                                  f"got {model_type!r}")
@@ -73,10 +78,17 @@ def from_hf_config(config: dict, *, source: str = "config.json") -> XLSTMLargeLM
     for name in SOFT_CAPS:  # null is no cap in transformers; xlstm-jax reads a cap <= 0 the same way
         if name in config:
             cap = config[name]
-            fields[name] = cap if cap is not None and cap > 0 else None
+            fields[name] = None if cap is None or isinstance(cap, (int, float)) and cap <= 0 else cap
     fields["kernels"] = {name: config[name] for name in KERNEL_FIELDS if name in config}
     fields["kernels"].setdefault("mode", "inference")
-    return XLSTMLargeLMConfig(**fields)
+    try:
+        return validate_document(XLSTMLargeLMConfig, Document(fields, source))
+    except ConfigError as exc:  # named by the config.json keys the values came from
+        keys = {"embedding_dim": next((n for n in ("hidden_size", "embedding_dim") if n in config), "hidden_size"),
+                "num_blocks": next((n for n in ("num_hidden_layers", "num_blocks") if n in config),
+                                   "num_hidden_layers")}
+        raise ConfigMappingError("\n".join(
+            f"{source}: {keys.get(p.path, p.path.removeprefix('kernels.'))}: {p.message}" for p in exc.problems)) from None
 
 
 def transformers_fill(config: XLSTMLargeLMConfig) -> dict[str, torch.Tensor]:

@@ -17,8 +17,9 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
+from ...schemas.errors import ConfigError, Problem
 from ...schemas.models import XLSTMLMConfig
-from ...schemas.yaml_io import load_yaml
+from ...schemas.yaml_io import Document, load_yaml, validate_document
 from .hf import ConfigMappingError
 
 LM_FIELDS = {"vocab_size", "embedding_dim", "num_blocks", "context_length", "tie_weights",
@@ -83,7 +84,7 @@ def from_nxai_config(data: dict) -> XLSTMLMConfig:
                     raise ConfigMappingError(f"slstm_block.feedforward.{key}: only {default!r} can be converted, "
                                              f"got {ffn_data[key]!r}")
             fields["slstm_block"]["feedforward"] = ffn
-    return XLSTMLMConfig(**fields)
+    return validate_document(XLSTMLMConfig, Document(fields, "config"))
 
 
 def _slstm_from_stored(name: str, tensor: torch.Tensor, backend: str, num_heads: int) -> torch.Tensor:
@@ -125,10 +126,14 @@ def convert_nxai_state(tensors: Iterable[tuple[str, torch.Tensor]], config: XLST
 
 def read_nxai_yaml(path) -> tuple[XLSTMLMConfig, str]:
     """Our config and the sLSTM backend from a NX-AI YAML config file (loaded safely: tags are refused)."""
-    data = json.loads(json.dumps(load_yaml(path).data))  # ruamel containers -> plain data
+    doc = load_yaml(path)
+    data = json.loads(json.dumps(doc.data))  # ruamel containers -> plain data
     if not isinstance(data, dict):
         raise ConfigMappingError(f"{path}: expected a mapping of NX-AI xLSTMLMModelConfig fields")
     try:
         return from_nxai_config(data), slstm_backend(data)
-    except ValueError as exc:  # our mapping errors and pydantic's validation errors
+    except ConfigError as exc:  # our keys are theirs: each problem is placed in their file
+        raise ConfigError([Problem(*doc.locate(tuple(int(k) if k.isdigit() else k for k in p.path.split("."))),
+                                   p.path, p.message) for p in exc.problems]) from None
+    except ValueError as exc:  # our mapping errors
         raise ConfigMappingError(f"{path}: {exc}") from None

@@ -13,6 +13,7 @@ layout of NX-AI's CUDA sLSTM kernel, which TiRex's torch backend reads as well.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -69,12 +70,22 @@ def convert_tirex_state(state: dict, config: TiRexConfig) -> Iterator[tuple[str,
         yield name, tensor
 
 
+def load_refusal(exc: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a file, in one sentence: its unpickler's reason, without
+    the advice around it (to load with weights_only=False, or to allowlist the class: both run pickled code)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    _, marker, reason = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (reason if marker else text).splitlines() if line.strip()]
+    return lines[0].split(". ", 1)[0].rstrip(".") if lines else type(exc).__name__
+
+
 def read_tirex_checkpoint(path: Path) -> tuple[TiRexConfig, dict]:
     """Config and raw state_dict of a TiRex `model.ckpt`, read without unpickling."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad or unsafe file
-        raise CheckpointError(f"{path}: not a TiRex checkpoint readable with torch.load(weights_only=True): {exc}") from None
+        raise CheckpointError(f"{path}: not a TiRex checkpoint readable with torch.load(weights_only=True) "
+                              f"({load_refusal(exc)}); pickled code is never run") from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict) \
             or "hyper_parameters" not in checkpoint:
         keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +48,31 @@ def iter_documents(config: TextData) -> Iterator[str]:
     for path in _paths(config):
         kind = config.format or file_format(path)
         extra = {"sample_by": "document"} if kind == "text" else {}
-        table = datasets.load_dataset(kind, data_files=str(path), split="train", streaming=True, **extra)
-        first = next(iter(table), None)
-        if first is not None and config.text_field not in first:
-            raise ValueError(f"data.text_field: {path} has no column {config.text_field!r} ({sorted(first)})")
-        for row in table:
-            yield row[config.text_field]
+        table = partial(datasets.load_dataset, kind, data_files=str(path), split="train", streaming=True, **extra)
+        for n, row in enumerate(_rows(table, path, kind), 1):
+            if n == 1 and config.text_field not in row:
+                raise ValueError(f"data.text_field: {path} has no column {config.text_field!r} ({sorted(row)})")
+            text = row[config.text_field]
+            if not isinstance(text, str):
+                raise ValueError(f"{path}: row {n}: data.text_field: expected the text as a string in "
+                                 f"{config.text_field!r}, got {type(text).__name__}")
+            yield text
+
+
+def _rows(table, path: Path, kind: str) -> Iterator[dict]:
+    """The rows of the file `table()` streams; the reader's errors (pyarrow's, the codec's) name the file."""
+    rows = None
+    while True:
+        try:
+            if rows is None:
+                rows = iter(table())
+            row = next(rows)
+        except StopIteration:
+            return
+        except (ValueError, OSError) as exc:  # ArrowInvalid and UnicodeDecodeError are ValueErrors
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise ValueError(f"{path}: cannot read it as {kind} ({reason})") from None
+        yield row
 
 
 def packed_stream(config: TextData, tokenizer) -> np.ndarray:

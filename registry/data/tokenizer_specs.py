@@ -23,7 +23,10 @@ def load_tokenizer(spec: str | None, checkpoint_dir: Path | None = None):
     if spec in ("byte", "gpt2") or spec.startswith(("local-dir:", "hf-hub:")):
         return make_tokenizer(spec, "")
     if spec.startswith("char:"):
-        return CharTokenizer("\n\n".join(iter_documents(TextData(files=[spec[len("char:"):]]))))
+        file = spec[len("char:"):]
+        if ":" not in file and not Path(file).is_file():  # (zoo-data:NAME is the reader's to find)
+            raise ValueError(f"tokenizer: {spec}: {file} does not exist")
+        return CharTokenizer("\n\n".join(iter_documents(TextData(files=[file]))))
     path = Path(spec).expanduser()
     if path.is_dir():
         path = path / TOKENIZER_FILE

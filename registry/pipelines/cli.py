@@ -72,6 +72,7 @@ def eval_main(argv: list[str]) -> int:
         recipe = load_recipe(Path(args.spec), args.overrides)
         model = {}
     else:
+        _check_entry_spec(args.spec)
         recipe = load_recipe(_eval_recipe_file(args.spec), args.overrides)
         model = {"pretrained": recipe.model.pretrained or True}
     recipe.model = recipe.model.model_copy(update=model)
@@ -112,6 +113,20 @@ def _perplexity_main(args) -> int:
     check_vocabulary(tokenizer, model.config.vocab_size, tokenizer_spec or directory)
     print(json.dumps(perplexity(model, tokenizer, documents, args.batch_size, args.chunk_size)))
     return 0
+
+
+def _check_entry_spec(spec: str) -> None:
+    """What `eval SPEC` (without --data) takes when SPEC is no run directory or recipe file: a zoo entry."""
+    from ..index import SOURCE_PREFIXES
+
+    if spec.startswith(SOURCE_PREFIXES):
+        raise ValueError(f"{spec}: a checkpoint directory is evaluated on a file: add --data FILE")
+    if Path(spec).is_dir():
+        raise ValueError(f"{spec}: not a run directory (no recipe.yaml); a checkpoint directory is evaluated on a "
+                         f"file: eval local-dir:{spec} --data FILE")
+    if "/" in spec:
+        raise ValueError(f"{spec}: no such run directory (a `train --out` directory with recipe.yaml), recipe file "
+                         "or zoo entry")
 
 
 def _eval_recipe_file(name: str) -> Path:

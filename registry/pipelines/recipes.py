@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING, Optional
 
 from ...schemas.errors import ConfigError, Problem
 from ...schemas.recipe import InstructionData, Recipe, TextData
 from ...schemas.yaml_io import Document, Overrides, apply_overrides, dump_yaml, load_yaml, validate_document
-from ..builder import build_model
-from ..factory import parse_dtype
-from ..data import Task
 from ..index import SOURCE_PREFIXES, entry_paths, get_config, get_entry, split_name
+
+if TYPE_CHECKING:  # loading and checking a recipe needs no torch (`xlstm-zoo validate`)
+    import torch
+
+    from ..data import Task
 
 YAML_SUFFIXES = (".yaml", ".yml")
 HEADER = "# yaml-language-server: $schema=https://xlstm-zoo.dev/schemas/recipe.schema.json\n"
@@ -34,7 +35,7 @@ def load_recipe(path: Path, overrides: Overrides = None) -> Recipe:
     """Validate a recipe file with command-line overrides (errors as FILE:LINE:COL), with its relative paths
     made absolute so the recipe means the same from any directory."""
     doc = apply_overrides(load_yaml(path), overrides, "<command line>")
-    recipe = pin_paths(validate_document(Recipe, doc), Path(path).resolve().parent)
+    recipe = pin_paths(validate_document(Recipe, doc), Path(path).resolve().parent, doc)
     _check_model(recipe, doc)
     return recipe
 
@@ -64,12 +65,19 @@ def _in_recipe(problem: Problem, doc: Document, overrides: dict) -> Problem:
     return Problem(*doc.locate(loc), f"model.overrides.{problem.path}", problem.message)
 
 
-def pin_paths(recipe: Recipe, base: Path) -> Recipe:
+def pin_paths(recipe: Recipe, base: Path, doc: Optional[Document] = None) -> Recipe:
+    """Relative paths made absolute: those of the recipe file against its folder (`base`), those given as
+    command-line overrides of `doc` against the working directory."""
+
+    def folder(*loc) -> Path:
+        given = doc is not None and any(loc[:n] in doc.override_sources for n in range(1, len(loc) + 1))
+        return Path.cwd() if given else base
+
     update = {}
     if is_file_spec(recipe.model.name):
-        update["model"] = recipe.model.model_copy(update={"name": str(base / recipe.model.name)})
+        update["model"] = recipe.model.model_copy(update={"name": str(folder("model", "name") / recipe.model.name)})
     if isinstance(recipe.data, (TextData, InstructionData)):
-        files = [f if ":" in f else str(base / f) for f in recipe.data.files]
+        files = [f if ":" in f else str(folder("data", "files", i) / f) for i, f in enumerate(recipe.data.files)]
         update["data"] = recipe.data.model_copy(update={"files": files})
     return recipe.model_copy(update=update)
 
@@ -82,6 +90,9 @@ def save_recipe(recipe: Recipe, path: Path) -> None:
 def build(recipe: Recipe, task: Task, device: torch.device) -> torch.nn.Module:
     """The recipe's model; it must fit the task's data (vocabulary, image shape, ...). An adapter's base is built
     in its dtype."""
+    from ..builder import build_model
+    from ..factory import parse_dtype
+
     dtype = parse_dtype(recipe.adapter.base_dtype) if recipe.adapter else None
     model = build_model(recipe.model.name, pretrained=recipe.model.pretrained, overrides=recipe.model.overrides,
                         device=device, dtype=dtype)
