@@ -128,8 +128,10 @@ def test_plain_pt_with_wrapper_prefixes_loads_and_reports(tmp_path):
     assert report.missing == ["lm_head.weight"] and report.unexpected == ["extra.weight"]
 
 
-def test_crash_during_save_never_leaves_a_checkpoint_that_loads(tmp_path, monkeypatch):
-    save_pretrained(small_model(tie=False), tmp_path, max_shard_size="8KB")
+def test_crash_during_save_leaves_the_earlier_checkpoint_as_it_was(tmp_path, monkeypatch):
+    first = small_model(tie=False)
+    save_pretrained(first, tmp_path, max_shard_size="8KB")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     calls = []
 
     def crash_on_second(tensors, filename, metadata=None):
@@ -146,9 +148,17 @@ def test_crash_during_save_never_leaves_a_checkpoint_that_loads(tmp_path, monkey
             p.add_(1.0)
     with pytest.raises(OSError, match="disk full"):
         save_pretrained(other, tmp_path, max_shard_size="8KB")
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
-    with pytest.raises(CheckpointError, match="sha256 mismatch"):  # first shard is new, the index old
-        build_model(f"local-dir:{tmp_path}")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing renamed, no temporaries
+    assert same_weights(first, build_model(f"local-dir:{tmp_path}"))
+
+
+def test_temporaries_of_a_killed_save_go_with_the_next_save(tmp_path):
+    model = small_model()
+    tmp_path.joinpath(".model.safetensors.k1ll3d.tmp").write_bytes(b"half a shard")
+    tmp_path.joinpath(".notes.txt.tmp").write_text("not ours")
+    save_pretrained(model, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".notes.txt.tmp"]
+    assert same_weights(model, build_model(f"local-dir:{tmp_path}"))
 
 
 def fake_hub_snapshot(cache, repo: str, source_dir) -> str:

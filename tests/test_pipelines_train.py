@@ -69,7 +69,12 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path, one_thread
     assert list(resumed) == list(range(1, 41))
     assert resumed[40] == straight[40] and resumed == straight
     assert main(["train", *args, "train.seed=5", "--out", str(killed), "--resume"]) == 2
-    assert "--resume: the recipe differs" in capsys.readouterr().err
+    assert "--resume: the recipe differs" in (err := capsys.readouterr().err)
+    assert "train.seed: started with 42, now 5" in err  # the recipe's train.seed
+    # Without --resume the run is not overwritten.
+    assert main(["train", *args, "--out", str(killed)]) == 2
+    assert "holds a run already" in capsys.readouterr().err
+    assert losses(killed) == resumed
     # A finished run resumes to the same end without training further.
     assert main(["train", *args, "--out", str(killed), "--resume"]) == 0
     assert list(losses(killed)) == list(range(1, 41))

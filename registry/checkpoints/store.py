@@ -78,8 +78,9 @@ def verify_sha256(path: Path, expected: Optional[str], recorded_in: Optional[Pat
                               + (", or the index is damaged" if recorded_in else ""))
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Run `write(tmp)` on a temporary name beside `path`, flush it to disk, then rename it into place."""
+def write_staged(path: Path, write: Callable[[Path], None]) -> Path:
+    """Run `write(tmp)` on a temporary name beside `path` and flush it to disk; returns that name (the
+    caller renames it into place, or removes it)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -88,6 +89,16 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the checkpoint from other users
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Run `write(tmp)` on a temporary name beside `path`, flush it to disk, then rename it into place."""
+    tmp = write_staged(path, write)
+    try:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -159,45 +170,59 @@ def _cpu_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return tensors
 
 
+_LEFTOVER = re.compile(r"\.(zoo\.yaml|config\.json|model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?)\..+\.tmp")
+"""Temporary files of a save_pretrained that was killed while writing (write_staged's names)."""
+
+
 def save_pretrained(model: nn.Module, directory: PathLike, *, max_shard_size: Union[int, str] = "5GB") -> Path:
     """Write `model` as a transformers-style directory that both we and (for xLSTM Large) transformers load.
 
-    Files are written under temporary names and renamed; `model.safetensors.index.json`, which records
-    every file's sha256, comes last. Weight files of an earlier save in the same directory that the new
-    index does not list are removed.
+    Every file is first written whole under a temporary name; only then are they renamed into place,
+    `model.safetensors.index.json` (which records every file's sha256) last. So a save that fails or is
+    killed while writing leaves an earlier checkpoint in the same directory as it was. Weight files of that
+    earlier save which the new index does not list are removed, and so are temporary files a killed save
+    left behind.
     """
     if getattr(model, "quantization", None):
         raise ValueError(f"save_pretrained: the model's weights are quantized ({model.quantization}); save the "
                          "unquantized model and quantize when building (build_model(..., quantize=...))")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    for path in directory.iterdir():
+        if _LEFTOVER.fullmatch(path.name):
+            path.unlink()
     config = model.config
     zoo_text = dump_zoo_yaml(config)
     metadata = {"format": "pt", "xlstm_zoo_version": __version__,
                 "config_sha256": hashlib.sha256(zoo_text.encode()).hexdigest()}
-    files: dict[str, str] = {}
+    staged: dict[str, Path] = {}  # final name -> its written temporary file
+    files: dict[str, str] = {}  # final name -> sha256
 
-    def put_text(name: str, text: str) -> None:
-        _write_text(directory / name, text)
-        files[name] = hashlib.sha256(text.encode()).hexdigest()
+    def stage(name: str, write: Callable[[Path], None]) -> None:
+        staged[name] = write_staged(directory / name, write)
+        files[name] = sha256_file(staged[name])
 
-    put_text(ZOO_CONFIG_NAME, zoo_text)
-    put_text(CONFIG_NAME, json.dumps(to_hf_config(model), indent=2, sort_keys=True) + "\n")
-
-    tensors = _cpu_tensors(model)
-    shards = _shards(tensors, parse_size(max_shard_size))
-    names = ([SAFE_WEIGHTS_NAME] if len(shards) == 1 else
-             [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
-    weight_map = {}
-    for name, shard in zip(names, shards):
-        atomic_write(directory / name, lambda tmp, shard=shard: save_file(shard, str(tmp), metadata=metadata))
-        files[name] = sha256_file(directory / name)
-        weight_map.update(dict.fromkeys(shard, name))
-
-    index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values()),
-                          "xlstm_zoo_version": __version__, "sha256": files},
-             "weight_map": weight_map}
-    _write_text(directory / SAFE_INDEX_NAME, json.dumps(index, indent=2) + "\n")
+    try:
+        for name, text in ((ZOO_CONFIG_NAME, zoo_text),
+                           (CONFIG_NAME, json.dumps(to_hf_config(model), indent=2, sort_keys=True) + "\n")):
+            stage(name, lambda tmp, text=text: tmp.write_text(text))
+        tensors = _cpu_tensors(model)
+        shards = _shards(tensors, parse_size(max_shard_size))
+        names = ([SAFE_WEIGHTS_NAME] if len(shards) == 1 else
+                 [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
+        weight_map = {}
+        for name, shard in zip(names, shards):
+            stage(name, lambda tmp, shard=shard: save_file(shard, str(tmp), metadata=metadata))
+            weight_map.update(dict.fromkeys(shard, name))
+        index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values()),
+                              "xlstm_zoo_version": __version__, "sha256": dict(files)},
+                 "weight_map": weight_map}
+        stage(SAFE_INDEX_NAME, lambda tmp: tmp.write_text(json.dumps(index, indent=2) + "\n"))
+        for name, tmp in staged.items():  # dicts keep insertion order: the index last
+            os.replace(tmp, directory / name)
+    finally:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
     stale = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors")
     for path in directory.iterdir():
         if stale.fullmatch(path.name) and path.name not in files:

@@ -53,9 +53,19 @@ RUNTIME_KEYS = ("strategy", "compile", "activation_checkpointing")
 """Train settings that change how a run executes, not what it computes: --resume may change them."""
 
 
-def _same_run(a: Recipe, b: Recipe) -> bool:
+def _run_differences(a: Recipe, b: Recipe) -> list[str]:
+    """`key: started with X, now Y` for each setting in which recipe `a` (the new) and `b` (the run's) differ,
+    leaving out those that only change how a run executes."""
+    def flat(value, prefix=""):
+        if isinstance(value, dict):
+            return {k: v for key, sub in value.items() for k, v in flat(sub, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: value}
+
     keep = {k: getattr(a.train, k) for k in RUNTIME_KEYS}
-    return a == b.model_copy(update={"train": b.train.model_copy(update=keep)})
+    new, old = flat(a.model_dump(mode="json")), flat(b.model_copy(update={"train": b.train.model_copy(
+        update=keep)}).model_dump(mode="json"))
+    return [f"{key}: started with {old.get(key)!r}, now {new.get(key)!r}" for key in sorted(new.keys() | old.keys())
+            if new.get(key) != old.get(key)]
 
 
 def train(recipe: Recipe, out: Path, resume: bool = False) -> dict:
@@ -73,6 +83,9 @@ def _train(recipe: Recipe, out: Path, resume: bool, dist: Dist) -> dict:
     if cfg.batch_size % (dist.world * cfg.grad_accum_steps):
         raise ValueError(f"train.batch_size: {cfg.batch_size} is not divisible by {dist.world} processes x "
                          f"{cfg.grad_accum_steps} accumulation steps")
+    if not resume and _holds_a_run(out):
+        raise ValueError(f"--out {out}: holds a run already (its metrics.jsonl or checkpoints/); pass --resume to "
+                         "continue it, or give another --out (a new run would overwrite it)")
     torch.manual_seed(cfg.seed)
     task = make_task(recipe.data)
     model = build(recipe, task, dist.device)
@@ -85,8 +98,10 @@ def _train(recipe: Recipe, out: Path, resume: bool, dist: Dist) -> dict:
     start, finished = 0, False
     found = checkpoint.latest(out / "checkpoints") if resume else None
     if found is not None:
-        if not _same_run(recipe, load_recipe(out / "recipe.yaml")):
-            raise ValueError(f"--resume: the recipe differs from the one {out} was started with ({out / 'recipe.yaml'})")
+        differences = _run_differences(recipe, load_recipe(out / "recipe.yaml"))
+        if differences:
+            raise ValueError(f"--resume: the recipe differs from the one {out} was started with "
+                             f"({out / 'recipe.yaml'}): {'; '.join(differences)}")
         start, finished = checkpoint.load(found, model, optimizer, scheduler)
     elif dist.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -110,6 +125,10 @@ def _train(recipe: Recipe, out: Path, resume: bool, dist: Dist) -> dict:
             print("metrics.png skipped: matplotlib is not installed (pip install 'xlstm-zoo[dev]')", file=sys.stderr)
     dist.barrier()
     return metrics
+
+
+def _holds_a_run(out: Path) -> bool:
+    return (out / "metrics.jsonl").exists() or checkpoint.latest(out / "checkpoints") is not None
 
 
 def _step(recipe, task: Task, model, wrapped, dist: Dist, step: int) -> tuple[torch.Tensor, torch.Tensor, int]:
