@@ -550,3 +550,8 @@ def test_validate_checks_a_recipes_model_as_train_does(tmp_path, capsys):
     assert main(["validate", str(path)]) == 1
     assert capsys.readouterr().err.startswith(f"{path}:{line_of(path, 'name:')}:9: model.name: unknown zoo entry "
                                               "'xlstm-shakespeare-chr'; did you mean xlstm-shakespeare-char")
+
+
+def test_eval_dtype_without_data_is_refused_not_ignored(capsys):
+    assert main(["eval", "formal-lang-small", "--dtype", "float16"]) == 2
+    assert "eval --dtype float16: applies to --data" in capsys.readouterr().err

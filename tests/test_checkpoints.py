@@ -263,3 +263,22 @@ def test_pretrained_entry_resolves_offline_and_names_what_is_missing(tmp_path, m
     message = str(err.value)
     assert "hf-hub:NX-AI/xLSTM-7b" in message and "model-00001-of-00006.safetensors" in message
     assert str(tmp_path / "models--NX-AI--xLSTM-7b") in message
+
+
+def test_integer_tensor_for_a_weight_and_a_wrong_shape_are_named_once(tmp_path):
+    model = small_model()
+    save_pretrained(model, tmp_path)
+    tensors = dict(checkpoints.iter_tensors(tmp_path / "model.safetensors"))
+    tensors["lm_head.weight"] = tensors["lm_head.weight"].to(torch.int64)
+    conv = "xlstm_block_stack.blocks.0.xlstm.conv1d.conv.weight"
+    tensors[conv] = torch.zeros(3, 3)
+    with pytest.raises(CheckpointError) as err:
+        checkpoints.load_tensors(small_model(), tensors.items(), source="damaged")
+    table = str(err.value)
+    assert "lm_head.weight stored as int64, model float32" in table and f"{conv} (3, 3) vs model" in table
+    assert "missing" not in table  # a tensor of the wrong shape or kind is there, not missing
+
+
+def test_save_pretrained_names_what_is_no_zoo_model(tmp_path):
+    with pytest.raises(TypeError, match="expected a model built by xlstm_zoo .* got Linear"):
+        save_pretrained(torch.nn.Linear(2, 2), tmp_path)

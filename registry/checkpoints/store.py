@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 import torch
+from pydantic import BaseModel
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
@@ -183,6 +184,9 @@ def save_pretrained(model: nn.Module, directory: PathLike, *, max_shard_size: Un
     earlier save which the new index does not list are removed, and so are temporary files a killed save
     left behind.
     """
+    if not isinstance(getattr(model, "config", None), BaseModel):
+        raise TypeError(f"save_pretrained: expected a model built by xlstm_zoo (it carries its config), got "
+                        f"{type(model).__name__}")
     if getattr(model, "quantization", None):
         raise ValueError(f"save_pretrained: the model's weights are quantized ({model.quantization}); save the "
                          "unquantized model and quantize when building (build_model(..., quantize=...))")
@@ -416,6 +420,12 @@ def load_tensors(model: nn.Module, tensors: Iterable[tuple[str, torch.Tensor]], 
             continue
         if tuple(tensor.shape) != expected[name]:
             report.mismatched.append(f"{name} {tuple(tensor.shape)} vs model {expected[name]}")
+            seen.update(group_of[name])  # present, so not also missing
+            continue
+        if tensor.is_floating_point() != initial[name].is_floating_point():
+            report.mismatched.append(f"{name} stored as {str(tensor.dtype).removeprefix('torch.')}, model "
+                                     f"{str(initial[name].dtype).removeprefix('torch.')}")
+            seen.update(group_of[name])
             continue
         group = group_of[name]
         if seen.intersection(group):  # a tied name whose tensor is loaded: the copies must agree

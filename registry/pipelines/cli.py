@@ -64,6 +64,9 @@ def eval_main(argv: list[str]) -> int:
     from ..quantize import quantize_model
     from .recipes import build, is_file_spec, load_recipe
 
+    if args.dtype != "auto":
+        raise ValueError(f"eval --dtype {args.dtype}: applies to --data; recipe evaluation runs in the recipe's "
+                         "train.precision (override it, e.g. train.precision=bf16)")
     run_dir = Path(args.spec)
     if (run_dir / "recipe.yaml").is_file():
         recipe = load_recipe(run_dir / "recipe.yaml", args.overrides)
