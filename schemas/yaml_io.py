@@ -380,7 +380,8 @@ def validate_document(schema: type, doc: Document, prefix: tuple = ()):
         data = data[key] if isinstance(data, dict) and key in data else data
     if not isinstance(data, dict):
         src, line, col = doc.locate(prefix)
-        raise ConfigError([Problem(src, line, col, ".".join(map(str, prefix)), f"expected a mapping, got {_describe(data)}")])
+        got = "an empty document" if data is None and not prefix else _describe(data)
+        raise ConfigError([Problem(src, line, col, ".".join(map(str, prefix)), f"expected a mapping, got {got}")])
     try:
         return schema.model_validate(_plain(data))
     except ValidationError as exc:

@@ -555,3 +555,10 @@ def test_validate_checks_a_recipes_model_as_train_does(tmp_path, capsys):
 def test_eval_dtype_without_data_is_refused_not_ignored(capsys):
     assert main(["eval", "formal-lang-small", "--dtype", "float16"]) == 2
     assert "eval --dtype float16: applies to --data" in capsys.readouterr().err
+
+
+def test_an_empty_yaml_file_is_called_empty(tmp_path, capsys):
+    for name, text in (("empty.yaml", ""), ("comment.yaml", "# nothing but a comment\n")):
+        (tmp_path / name).write_text(text)
+        assert main(["validate", str(tmp_path / name)]) == 1
+        assert f"{name}: expected a mapping, got an empty document" in capsys.readouterr().err
