@@ -562,3 +562,13 @@ def test_an_empty_yaml_file_is_called_empty(tmp_path, capsys):
         (tmp_path / name).write_text(text)
         assert main(["validate", str(tmp_path / name)]) == 1
         assert f"{name}: expected a mapping, got an empty document" in capsys.readouterr().err
+
+
+def test_a_saved_char_tokenizer_refuses_an_unseen_character_clearly(tmp_path):
+    from xlstm_zoo.registry.data.tokenizers import CharTokenizer, HFTokenizer
+    for name, text in CharTokenizer("abc ").files().items():
+        (tmp_path / name).write_text(text)
+    saved = HFTokenizer(tmp_path / "tokenizer.json")
+    assert saved.encode("ab c") == CharTokenizer("abc ").encode("ab c")
+    with pytest.raises(ValueError, match=r"tokenizer.json cannot encode it .*knows only its corpus' characters"):
+        saved.encode("abz")

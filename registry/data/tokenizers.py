@@ -158,7 +158,11 @@ class HFTokenizer:
         return None if token is None else self._tokenizer.token_to_id(token)
 
     def encode(self, text: str) -> list[int]:
-        return self._tokenizer.encode(text, add_special_tokens=False).ids
+        try:
+            return self._tokenizer.encode(text, add_special_tokens=False).ids
+        except Exception as e:  # the library raises a bare Exception (e.g. a word-level vocabulary without UNK)
+            raise ValueError(f"text: {self.directory / TOKENIZER_FILE} cannot encode it ({e}); a char tokenizer "
+                             "saved by a run knows only its corpus' characters") from None
 
     def decode(self, ids: list[int]) -> str:
         return self._tokenizer.decode(ids, skip_special_tokens=True)
