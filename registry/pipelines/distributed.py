@@ -183,9 +183,10 @@ def plain_copy(model: nn.Module, dist_: Dist) -> Optional[nn.Module]:
     state = full_state_dict(model, dist_)
     if not dist_.main:
         return None
+    lora = adapters.peft_config(model)
     with torch.device("meta"):
         copy = type(model)(model.config)
-        if adapters.peft_config(model) is not None:  # the same LoRA layers, so the gathered names fit
-            adapters.inject(copy, adapters.peft_config(model))
+        if lora is not None:  # the same LoRA layers, so the gathered names fit
+            adapters.inject(copy, lora)
     copy.load_state_dict(state, assign=True)
     return copy
