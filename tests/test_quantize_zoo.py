@@ -2,8 +2,9 @@
 matvec kernels (kernels/triton/weight_only.py, in Triton's interpreter).
 
 Tolerances: the kernels accumulate in float32 what the reference multiplies in float64 from the same
-dequantized weights, so ~1e-7 relative (2e-6 allowed); float16 inputs are read exactly and the output is
-rounded once to float16 (2**-11 relative: ~3e-4 over a vector, 1e-3 allowed). Quantization
+dequantized weights, so ~1e-7 relative (2e-6 allowed); 16-bit inputs are read exactly and the output is
+rounded once (float16: 2**-11 relative, ~3e-4 over a vector, 1e-3 allowed; bfloat16: 2**-8, ~3.5e-3,
+6e-3 allowed). Quantization
 itself: on Gaussian weights int8 per row leaves ~0.7% relative error (254 steps over the row's range),
 int4 per group of 128 ~9.5% (15 steps over the group's); whole random models move more (their logits
 amplify rounding), so the kernels' models are checked against a dequantized twin.
@@ -29,10 +30,12 @@ def _rel(a, b) -> float:
     return float((a.double() - b.double()).norm() / b.double().norm())
 
 
-def _build(method=None, dtype=None):
+def _build(method=None, dtype=None, kernels=None):
     from xlstm_zoo.registry.builder import build_model
     torch.manual_seed(0)
-    return build_model(LARGE, quantize=method, quantize_backend="zoo", dtype=dtype).eval()
+    config = copy.deepcopy(LARGE)
+    config["model"]["kernels"].update(kernels or {})
+    return build_model(config, quantize=method, quantize_backend="zoo", dtype=dtype).eval()
 
 
 def _twin(model):
@@ -51,35 +54,47 @@ def _twin(model):
 
 
 def _kernels() -> dict:
-    """Relative error of each matvec against float64 products with the dequantized weight."""
+    """Relative error of each matvec against float64 products with the dequantized weight, with and
+    without a residual added (the decode step's FFN down projection)."""
     from xlstm_zoo.kernels.triton.weight_only import int4_matvec, int8_matvec
     from xlstm_zoo.xlstm.quantized import dequantize_int4, quantize_int4, quantize_int8
 
     gen = torch.Generator().manual_seed(0)
     out = {}
-    # 200: a last group of 72, zero-padded; 600: 5 groups in tiles of 2 (the last one half empty), int8 in 10
-    # tiles of 64: the loads run ahead of the tiles they feed
+    # 200: a last group of 72, zero-padded; 600: 5 groups in steps of 2 (the last one half empty), int8 in
+    # 10 tiles of 64; 40 and 33 outputs: the last block of 16 masked
     for N, K in ((40, 200), (33, 256), (16, 128), (24, 600)):
         w = torch.randn(N, K, generator=gen)
         q4, q8 = quantize_int4(w), quantize_int8(w)
         w4, w8 = dequantize_int4(*q4, K).double(), q8[0].double() * q8[1].double()[:, None]
-        for M in (1, 6):  # 6: two programs of 4 rows, the second masked
-            for dt in (torch.float32, torch.float16):
+        for M in (1, 6, 16):  # int4 takes all rows in one program: 16 fill its tile, 1 and 6 are masked
+            for dt in (torch.float32, torch.float16, torch.bfloat16):
                 x = torch.randn(2, M, K, generator=gen).to(dt)[:, None]  # (2, 1, M, K): leading dims kept
+                r = torch.randn(1, M, N, generator=gen).to(dt)
                 y4, y8 = int4_matvec(x[0], *q4), int8_matvec(x[0], *q8)
                 assert y4.dtype == y8.dtype == dt and y4.shape == y8.shape == (1, M, N)
                 out[f"int4 {N}x{K} M={M} {dt}"] = _rel(y4, x[0].double() @ w4.T)
                 out[f"int8 {N}x{K} M={M} {dt}"] = _rel(y8, x[0].double() @ w8.T)
+                if M == 6:
+                    out[f"int4 {N}x{K} M={M} {dt} residual"] = _rel(int4_matvec(x[0], *q4, residual=r),
+                                                                    r.double() + x[0].double() @ w4.T)
+                    out[f"int8 {N}x{K} M={M} {dt} residual"] = _rel(int8_matvec(x[0], *q8, residual=r),
+                                                                    r.double() + x[0].double() @ w8.T)
     return out
 
 
 def _models() -> dict:
     """A zoo-quantized model's prefill and decode step (its projections through the kernels) against its
-    dequantized twin (nn.Linear, PyTorch products): float32, relative logit differences."""
+    dequantized twin (nn.Linear, PyTorch products): float32, relative logit differences. `fused`: the
+    blocks' pointwise work and decode step in Triton kernels, as on a GPU (the FFN down projection's
+    kernel then adds the residual)."""
     ids = torch.randint(0, 61, (2, 9), generator=torch.Generator().manual_seed(1))
     out = {}
-    for method in ("int8-weight-only", "int4-weight-only"):
-        model = _build(method)
+    fused = {"pointwise_kernel": "triton", "step_kernel": "triton", "sequence_kernel": "triton"}
+    for method, kernels in (("int8-weight-only", None), ("int4-weight-only", None), ("int8-weight-only", fused),
+                            ("int4-weight-only", fused)):
+        model = _build(method, kernels=kernels)
+        method = method if kernels is None else f"{method} fused"
         twin = _twin(copy.deepcopy(model))
         with torch.no_grad():
             (lm, sm), (lt, st) = model(ids), twin(ids)  # prefill: 18 rows, the dequantized product
@@ -95,13 +110,14 @@ def results():
 
 
 def test_matvec_kernels_match_float64(results):
-    assert len(results["kernels"]) == 32
+    assert len(results["kernels"]) == 4 * 3 * 3 * 2 + 4 * 3 * 2
     for name, err in results["kernels"].items():
-        assert err < (1e-3 if name.endswith("float16") else 2e-6), (name, err)
+        tol = 1e-3 if "torch.float16" in name else 6e-3 if "bfloat16" in name else 2e-6
+        assert err < tol, (name, err)
 
 
 def test_quantized_model_decodes_through_the_kernels_like_its_dequantized_twin(results):
-    assert len(results["models"]) == 4
+    assert len(results["models"]) == 8
     for name, err in results["models"].items():
         assert err < 1e-5, (name, err)
 

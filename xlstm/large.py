@@ -16,6 +16,7 @@ from ..schemas.models import XLSTMLargeLMConfig
 from .backend import MLSTMBackend
 from .layers import Embedding
 from .norms import HeadwiseLayerNorm, RMSNorm
+from .quantized import WeightOnlyLinear
 from .generation import GenerationMixin
 from .arguments import check_forward
 from .state import LMOutput, LMState, MLSTMState, lm_forward, run_blocks
@@ -148,7 +149,7 @@ class XLSTMLargeBlock(nn.Module):
 
 def _block_fused(block: XLSTMLargeBlock, x: torch.Tensor, state: Optional[MLSTMState]):
     """The block with its pointwise work in fused Triton kernels: 7 launches besides the projections, 6 in
-    a decode step (whose gate projection the step kernel does)."""
+    a decode step (whose gate projection the step kernel does), 5 with the zoo's quantized projections."""
     from ..kernels.triton import fused
 
     layer, norm, ffn = block.mlstm_layer, block.norm_mlstm, block.ffn
@@ -163,7 +164,10 @@ def _block_fused(block: XLSTMLargeBlock, x: torch.Tensor, state: Optional[MLSTMS
         h, state = layer.backend(layer.heads(q), layer.heads(k), layer.heads(v), i, f, state)
     y = fused.headwise_norm_gate(h, o, layer.multihead_norm.weight, layer.multihead_norm.eps)
     xn, x = fused.rms_norm(layer.out_proj(y), block.norm_ffn.weight, block.norm_ffn.eps, residual=x)
-    return x + ffn.proj_down(fused.swiglu(*ffn.gate_up(xn))), state
+    h = fused.swiglu(*ffn.gate_up(xn))
+    if isinstance(ffn.proj_down, WeightOnlyLinear):  # its kernel adds the residual: one launch less
+        return ffn.proj_down(h, residual=x), state
+    return x + ffn.proj_down(h), state
 
 
 # ----------------------------------------------------------------------------------------- weight modes

@@ -3,8 +3,9 @@
 The zoo's own format, for decode: on CUDA, inputs of up to MAX_ROWS rows (decode steps) run the Triton
 matvec kernels, which read the packed weights once (no torch.compile); longer inputs (prefill) and other
 devices multiply by the dequantized weight, so the CPU runs it too. Any input width is covered (the last
-group is zero-padded: the 7B's FFN down projection has 10944 = 85.5 x 128 inputs). 7B decode on an H200:
-int8 2.99 ms/token (torchao compiled: 3.03), int4 3.70 (torchao's tinygemm: 2.87; benchmarks/README.md).
+group is zero-padded: the 7B's FFN down projection has 10944 = 85.5 x 128 inputs). 7B decode on an H200
+with the first kernels: int8 2.99 ms/token (torchao compiled: 3.03), int4 3.70 (torchao's tinygemm: 2.87;
+benchmarks/README.md says what the present ones change and how to time them).
 
 int8: scale = max |w| / 127 per row, q = round(w / scale). int4: per group, scale = (max - min) / 15
 (the range clipped as quantize_int4 says), zero point z = round(-min / scale) in [0, 15],
@@ -13,6 +14,8 @@ layout of kernels/triton/weight_only.py).
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -94,14 +97,18 @@ class WeightOnlyLinear(nn.Module):
             return self.q.to(self.scale.dtype) * self.scale[:, None]
         return dequantize_int4(self.q, self.scale, self.offset, self.in_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x W^T + bias [+ residual]; without a bias the kernels add the residual before their one rounding."""
         if not torch.is_grad_enabled() and triton_available():
             from ..kernels.triton import _common, weight_only
             if (x.is_cuda or _common.interpreting()) and x.numel() <= weight_only.MAX_ROWS * x.shape[-1]:
-                y = (weight_only.int8_matvec(x, self.q, self.scale) if self.bits == 8
-                     else weight_only.int4_matvec(x, self.q, self.scale, self.offset))
-                return y if self.bias is None else y + self.bias
-        return F.linear(x, self.weight_dequantized().to(x.dtype), self.bias)
+                fused = residual if self.bias is None else None
+                y = (weight_only.int8_matvec(x, self.q, self.scale, fused) if self.bits == 8
+                     else weight_only.int4_matvec(x, self.q, self.scale, self.offset, fused))
+                y = y if self.bias is None else y + self.bias
+                return y if residual is None or fused is not None else y + residual
+        y = F.linear(x, self.weight_dequantized().to(x.dtype), self.bias)
+        return y if residual is None else y + residual
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int{self.bits}"

@@ -1,14 +1,23 @@
 """Matrix-vector products with weight-only quantized weights, dequantized in registers (decode steps).
 
 A B=1 decode step reads each weight once: int8 halves the bytes of bf16 and int4 quarters them, but only
-if the product reads the packed weights directly. These kernels stream the packed rows once and keep the
-few input rows in registers, so no dequantized copy of a weight ever reaches device memory.
+if the product reads the packed weights directly. These kernels stream the packed rows once (through
+shared memory, several tiles in flight: Triton's software pipeline, `num_stages`) and keep the few input
+rows on chip, so no dequantized copy of a weight ever reaches device memory. Either may add a residual
+(`y = residual + x W^T`, rounded once), which saves the decode step a launch per block.
 
 Layouts (xlstm/quantized.py makes them):
 - int8: q (N, K) int8, scale (N,): w[n, k] = q[n, k] * scale[n] (the kernel reads q's bytes as uint8).
 - int4: q (N, Kp / 2) uint8 with K padded to Kp, a multiple of the group G; byte j of group g holds
   k = g G + j in its low nibble and k = g G + G/2 + j in its high one; scale and offset (Kp / G, N):
-  w[n, k] = q[n, k] * scale[g, n] + offset[g, n], formed in registers only.
+  w[n, k] = q[n, k] * scale[g, n] + offset[g, n].
+
+Why the two differ (instruction counts of the sm_90 builds, benchmarks/weight_only_sass.py): int4 at HBM
+speed is bound by instruction issue, not bytes. Dequantizing each nibble on the CUDA cores (extract,
+convert, scale, accumulate) took ~9 instructions per weight; here each nibble becomes `128 + q` by one
+bit pattern (no conversion instruction), the tensor cores multiply it with the inputs, and the group's
+scale and offset are applied once per group to the product: ~4 per weight. int8 needs half the nibble
+work per byte and stays on the CUDA cores, one input row per program (~5-6 per weight).
 """
 
 from __future__ import annotations
@@ -25,93 +34,103 @@ MAX_ROWS = 16
 """Input rows these kernels take (decode batches); longer inputs are matrix products, not theirs."""
 
 
-def _configs(blocks: list[dict], warps=(4, 8)) -> list:
-    return [triton.Config(b, num_warps=w) for b in blocks for w in warps]
+def _configs(blocks: list[dict], warps=(4, 8), stages=(2, 3, 4)) -> list:
+    return [triton.Config(b, num_warps=w, num_stages=s) for b in blocks for w in warps for s in stages]
 
 
 def _fitting(configs, named_args, **kwargs) -> list:
-    """Tiles of at most 64 weights per thread (with the next tile in flight): larger ones spill in sm_90
-    builds (benchmarks/weight_only_sass.py)."""
+    """int8 tiles of at most 64 weights per thread: larger ones spill in sm_90 builds
+    (benchmarks/weight_only_sass.py)."""
     fit = [c for c in configs if c.kwargs["BN"] * c.kwargs["BK"] <= 64 * 32 * c.num_warps]
     return fit or configs[:1]
 
 
 @triton.jit
-def _small_int_to_float(u, bias: tl.constexpr):
-    """u - bias in float32 for integers 0 <= u < 2**23 (int32) without the slow conversion instruction:
-    u goes into the mantissa of 2**23, which one subtraction takes off with the bias (at HBM speed an int4
-    matvec needs ~10**13 conversions per second, more than the conversion unit gives)."""
-    return (u | 0x4B000000).to(tl.float32, bitcast=True) - (8388608.0 + bias)
-
-
-# One input row per program, the programs of one block of outputs next to each other in the grid (the
-# rows of a batch then read its weights from L2). Every loop iteration loads the next tile of weights
-# before it works on the current one: without that, each program waits for a memory round trip per tile.
-# Measured on an H200 (7B decode step, benchmarks/results/generate-20261201-19*-quantized*.md): int8 /
-# int4 at 52% / 12% of copy bandwidth without the look-ahead, 66% / 27% with it; weights two tiles ahead
-# and the inputs and group parameters one ahead were slower again (59% / 24%: more registers); int4's group
-# parameters alone one ahead changed nothing (3.12 ms of matvec per step either way).
-
-
-@triton.jit
-def _int8_kernel(x, q, scale, y, N, K, sxm, sym, BN: tl.constexpr, BK: tl.constexpr):
+def _int8_kernel(x, q, scale, res, y, N, K, sxm, srm, sym, BN: tl.constexpr, BK: tl.constexpr,
+                 HAS_RES: tl.constexpr):
+    """One input row per program (the programs of one block of outputs next to each other in the grid: the
+    rows of a batch then read its weights from L2); one float32 sum per lane, reduced once at the end."""
     row, n = tl.program_id(0), tl.program_id(1) * BN + tl.arange(0, BN)
     mn = n < N
     weights, xr = q + n[:, None].to(tl.int64) * K, x + row * sxm
-    acc = tl.zeros([BN, BK], dtype=tl.float32)  # one sum per lane, reduced once at the end
+    acc = tl.zeros([BN, BK], dtype=tl.float32)
     k = tl.arange(0, BK)
-    u = tl.load(weights + k[None, :], mask=mn[:, None] & (k < K)[None, :], other=0)
-    for k0 in range(0, K, BK):
-        kn = k0 + BK + k
-        u_next = tl.load(weights + kn[None, :], mask=mn[:, None] & (kn < K)[None, :], other=0)
-        xv = tl.load(xr + k0 + k, mask=k0 + k < K, other=0.0).to(tl.float32)
-        acc += xv[None, :] * _small_int_to_float(u.to(tl.int32) ^ 128, 128.0)  # u ^ 128 = q + 128
-        u = u_next
+    for k0 in tl.range(0, K, BK):
+        kk = k0 + k
+        u = tl.load(weights + kk[None, :], mask=mn[:, None] & (kk < K)[None, :], other=0)
+        xv = tl.load(xr + kk, mask=kk < K, other=0.0).to(tl.float32)
+        # q as float32 without the slow conversion instruction: the byte u (q's two's complement) XOR 128
+        # is q + 128, put into the mantissa of 2**23 (one LOP3 does both) and taken off by one subtraction
+        acc += xv[None, :] * ((u.to(tl.int32) ^ 0x4B000080).to(tl.float32, bitcast=True) - 8388736.0)
     out = tl.sum(acc, 1) * tl.load(scale + n, mask=mn, other=0.0).to(tl.float32)
+    if HAS_RES:
+        out += tl.load(res + row * srm + n, mask=mn, other=0.0).to(tl.float32)
     tl.store(y + row * sym + n, out.to(y.dtype.element_ty), mask=mn)
 
 
 @triton.jit
-def _int4_kernel(x, q, scale, offset, y, N, K, NG, sxm, sym, BN: tl.constexpr, BK: tl.constexpr, G: tl.constexpr):
-    """A tile is BK / G groups of BN rows (BK / 2 bytes a row); each weight is dequantized by one
-    multiply-add (q * scale + offset) and accumulated per lane."""
-    HALF: tl.constexpr = G // 2
-    GPI: tl.constexpr = BK // G
-    row, n = tl.program_id(0), tl.program_id(1) * BN + tl.arange(0, BN)
-    mn = n < N
-    weights, xr = q + n[:, None, None].to(tl.int64) * (NG * HALF), x + row * sxm
-    gi, j = tl.arange(0, GPI), tl.arange(0, HALF)
-    at = gi[None, :, None] * HALF + j[None, None, :]
-    acc = tl.zeros([BN, GPI, HALF], dtype=tl.float32)
-    p = tl.load(weights + at, mask=mn[:, None, None] & (gi < NG)[None, :, None], other=0)
-    for g0 in range(0, NG, GPI):
-        p_next = tl.load(weights + (g0 + GPI) * HALF + at, mask=mn[:, None, None] & (g0 + GPI + gi < NG)[None, :, None],
-                         other=0)
-        g = g0 + gi
-        sb = g[None, :] * N + n[:, None]
-        mg = mn[:, None] & (g < NG)[None, :]
-        s = tl.load(scale + sb, mask=mg, other=0.0).to(tl.float32)[:, :, None]
-        b = tl.load(offset + sb, mask=mg, other=0.0).to(tl.float32)[:, :, None]
-        k = g[:, None] * G + j[None, :]
-        xl = tl.load(xr + k, mask=k < K, other=0.0).to(tl.float32)[None, :, :]
-        xh = tl.load(xr + k + HALF, mask=k + HALF < K, other=0.0).to(tl.float32)[None, :, :]
+def _biased_nibbles(p, dt: tl.constexpr):
+    """BIAS + the low and the high nibble of each byte of p, exact, in dt, made by writing the nibble into
+    the mantissa of BIAS (whose last mantissa bit is worth 1): no conversion instruction. BIAS: 128 for
+    bfloat16, 1024 for float16; float32 takes 2**23 off again (BIAS 0: 2**23 would cancel in the sums)."""
+    if dt == tl.float32:
         pi = p.to(tl.int32)
-        lo = _small_int_to_float(pi & 15, 0.0) * s + b
-        hi = _small_int_to_float(pi & 240, 0.0) * (s * 0.0625) + b  # the high nibble, times 16
-        acc += xl * lo + xh * hi
-        p = p_next
-    tl.store(y + row * sym + n, tl.sum(tl.sum(acc, 2), 1).to(y.dtype.element_ty), mask=mn)
+        lo = ((pi & 15) | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+        hi = ((pi >> 4) | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+    else:
+        pi = p.to(tl.int16)
+        magic: tl.constexpr = 0x4300 if dt == tl.bfloat16 else 0x6400
+        lo = ((pi & 15) | magic).to(dt, bitcast=True)
+        hi = ((pi >> 4) | magic).to(dt, bitcast=True)
+    return lo, hi
+
+
+@triton.jit
+def _int4_kernel(x, q, scale, offset, res, y, M, N, K, NG, sxm, srm, sym, BN: tl.constexpr, GPI: tl.constexpr,
+                 G: tl.constexpr, BIAS: tl.constexpr, HAS_RES: tl.constexpr, F32_DOT: tl.constexpr):
+    """All (<= 16) input rows per program, GPI groups per loop step. Per group: d = x . (BIAS + q) over
+    the group's inputs (two tensor-core products: low and high nibbles), then y += s (d - BIAS X) + b X
+    with X the group's input sum. F32_DOT: both operands in float32 (the interpreter's 16-bit dot is wrong)."""
+    HALF: tl.constexpr = G // 2
+    n = tl.program_id(0) * BN + tl.arange(0, BN)
+    mn = n < N
+    weights = q + n[:, None].to(tl.int64) * (NG * HALF)
+    j, m = tl.arange(0, HALF), tl.arange(0, 16)
+    mm = (m < M)[:, None]
+    acc = tl.zeros([16, BN], dtype=tl.float32)
+    for g0 in tl.range(0, NG, GPI):
+        for gi in tl.static_range(GPI):
+            g = g0 + gi
+            mg = mn & (g + 0 * n < NG)
+            lo, hi = _biased_nibbles(tl.load(weights + g * HALF + j[None, :], mask=mg[:, None], other=0),
+                                     x.dtype.element_ty)
+            k = g * G + j
+            xl = tl.load(x + m[:, None] * sxm + k[None, :], mask=mm & (k < K)[None, :], other=0.0)
+            xh = tl.load(x + m[:, None] * sxm + (k + HALF)[None, :], mask=mm & (k + HALF < K)[None, :], other=0.0)
+            if F32_DOT:
+                lo, hi, xl, xh = lo.to(tl.float32), hi.to(tl.float32), xl.to(tl.float32), xh.to(tl.float32)
+            d = tl.dot(xh, tl.trans(hi), tl.dot(xl, tl.trans(lo), input_precision="ieee"), input_precision="ieee")
+            xs = tl.sum(xl.to(tl.float32) + xh.to(tl.float32), 1)[:, None]
+            s = tl.load(scale + g * N + n, mask=mg, other=0.0).to(tl.float32)[None, :]
+            b = tl.load(offset + g * N + n, mask=mg, other=0.0).to(tl.float32)[None, :]
+            acc += s * (d - BIAS * xs) + b * xs
+    mask = mm & mn[None, :]
+    if HAS_RES:
+        acc += tl.load(res + m[:, None] * srm + n[None, :], mask=mask, other=0.0).to(tl.float32)
+    tl.store(y + m[:, None] * sym + n[None, :], acc.to(y.dtype.element_ty), mask=mask)
 
 
 # On a GPU each weight shape is tuned once, on first use (before a decode graph is captured: the runner's
 # warm-up steps run first); the interpreter takes one small block.
-_INT8_TUNED = triton.autotune(_configs([dict(BN=bn, BK=bk) for bn in (8, 16, 32) for bk in (256, 512, 1024)]),
+_INT8_TUNED = triton.autotune(_configs([dict(BN=bn, BK=bk) for bn in (16, 32) for bk in (256, 512)]),
                               key=["N", "K"], prune_configs_by={"early_config_prune": _fitting})(_int8_kernel)
-_INT4_TUNED = triton.autotune(_configs([dict(BN=bn, BK=bk) for bn in (8, 16, 32, 64) for bk in (256, 512, 1024)]),
-                              key=["N", "K"], prune_configs_by={"early_config_prune": _fitting})(_int4_kernel)
+_INT4_TUNED = triton.autotune(_configs([dict(BN=bn, GPI=gpi) for bn in (16, 32, 64, 128) for gpi in (1, 2)],
+                                       warps=(4,)),
+                              key=["M", "N", "K"])(_int4_kernel)
+_BIAS = {torch.bfloat16: 128.0, torch.float16: 1024.0, torch.float32: 0.0}
 
 
-def _prepare(x: torch.Tensor, n: int):
+def _prepare(x: torch.Tensor, n: int, residual):
     rows = x.reshape(-1, x.shape[-1])
     if rows.stride(-1) != 1:
         rows = rows.contiguous()
@@ -119,31 +138,42 @@ def _prepare(x: torch.Tensor, n: int):
     if M > MAX_ROWS:
         raise ValueError(f"weight-only matvec: at most {MAX_ROWS} input rows, got {M}")
     y = torch.empty(M, n, device=x.device, dtype=x.dtype)
-    return rows, y, (lambda meta: (M, triton.cdiv(n, meta["BN"])))
+    if residual is None:
+        return rows, y, (y, 0)
+    res = residual.reshape(M, n)
+    if res.stride(-1) != 1:
+        res = res.contiguous()
+    return rows, y, (res, res.stride(0))
 
 
-def int8_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """x (..., K) @ (q * scale[:, None]).T for q (N, K) int8: (..., N) in x's dtype."""
-    check_device(x, q, scale)
+def int8_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, residual=None) -> torch.Tensor:
+    """[residual +] x (..., K) @ (q * scale[:, None]).T for q (N, K) int8: (..., N) in x's dtype."""
+    check_device(x, q, scale, residual)
     N, K = q.shape
-    rows, y, grid = _prepare(x, N)
-    args = (rows, q.view(torch.uint8), scale, y, N, K, rows.stride(0), y.stride(0))
+    rows, y, (res, srm) = _prepare(x, N, residual)
+    args = (rows, q.view(torch.uint8), scale, res, y, N, K, rows.stride(0), srm, y.stride(0))
+    flags = dict(HAS_RES=residual is not None)
     if interpreting():
-        _int8_kernel[grid({"BN": 16})](*args, BN=16, BK=64)
+        _int8_kernel[(rows.shape[0], triton.cdiv(N, 16))](*args, BN=16, BK=64, **flags)
     else:
-        _INT8_TUNED[grid](*args)
+        _INT8_TUNED[lambda meta: (rows.shape[0], triton.cdiv(N, meta["BN"]))](*args, **flags)
     return y.reshape(*x.shape[:-1], N)
 
 
-def int4_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-    """x (..., K) times the int4 weight (q, scale, offset) of the module docstring: (..., N) in x's dtype."""
-    check_device(x, q, scale, offset)
+def int4_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor,
+                residual=None) -> torch.Tensor:
+    """[residual +] x (..., K) times the int4 weight (q, scale, offset) of the module docstring: (..., N) in
+    x's dtype (bfloat16, float16 or float32)."""
+    check_device(x, q, scale, offset, residual)
     (NG, N), K = scale.shape, x.shape[-1]
     G = 2 * q.shape[1] // NG
-    rows, y, grid = _prepare(x, N)
-    args = (rows, q, scale, offset, y, N, K, NG, rows.stride(0), y.stride(0))
+    if G % 32:
+        raise ValueError(f"int4 matvec: groups of a multiple of 32 inputs (the tensor-core tiles), got {G}")
+    rows, y, (res, srm) = _prepare(x, N, residual)
+    args = (rows, q, scale, offset, res, y, rows.shape[0], N, K, NG, rows.stride(0), srm, y.stride(0))
+    flags = dict(G=G, BIAS=_BIAS[x.dtype], HAS_RES=residual is not None, F32_DOT=interpreting())
     if interpreting():
-        _int4_kernel[grid({"BN": 16})](*args, BN=16, BK=2 * G, G=G)
+        _int4_kernel[(triton.cdiv(N, 16),)](*args, BN=16, GPI=2, **flags)
     else:
-        _INT4_TUNED[grid](*args, G=G)
+        _INT4_TUNED[lambda meta: (triton.cdiv(N, meta["BN"]),)](*args, **flags)
     return y.reshape(*x.shape[:-1], N)
