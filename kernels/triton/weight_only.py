@@ -16,8 +16,9 @@ Why the two differ (instruction counts of the sm_90 builds, benchmarks/weight_on
 speed is bound by instruction issue, not bytes. Dequantizing each nibble on the CUDA cores (extract,
 convert, scale, accumulate) took ~9 instructions per weight; here each nibble becomes `128 + q` by one
 bit pattern (no conversion instruction), the tensor cores multiply it with the inputs, and the group's
-scale and offset are applied once per group to the product: ~4 per weight. int8 needs half the nibble
-work per byte and stays on the CUDA cores, one input row per program (~5-6 per weight).
+scale and offset are applied once per group to the product: 5.6 per weight at 128 outputs per program,
+6.7 at 64, 8.5 at 32 (the 4096-output products want many programs). int8 stays on the CUDA cores, one
+input row per program: 5.1-6.6 per weight (benchmarks/results/weight-only-sass-20261201-sm90-static-v2.md).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ MAX_ROWS = 16
 
 
 def _configs(blocks: list[dict], warps=(4, 8), stages=(2, 3, 4)) -> list:
-    return [triton.Config(b, num_warps=w, num_stages=s) for b in blocks for w in warps for s in stages]
+    """STAGES: tiles in flight; the loop's num_stages for int8 (Triton pipelines a loop without a dot only
+    when told), the launch's for int4 (it pipelines the loads that feed a dot by itself)."""
+    return [triton.Config({**b, "STAGES": s}, num_warps=w, num_stages=s) for b in blocks for w in warps for s in stages]
 
 
 def _fitting(configs, named_args, **kwargs) -> list:
@@ -47,7 +50,7 @@ def _fitting(configs, named_args, **kwargs) -> list:
 
 @triton.jit
 def _int8_kernel(x, q, scale, res, y, N, K, sxm, srm, sym, BN: tl.constexpr, BK: tl.constexpr,
-                 HAS_RES: tl.constexpr):
+                 STAGES: tl.constexpr, HAS_RES: tl.constexpr):
     """One input row per program (the programs of one block of outputs next to each other in the grid: the
     rows of a batch then read its weights from L2); one float32 sum per lane, reduced once at the end."""
     row, n = tl.program_id(0), tl.program_id(1) * BN + tl.arange(0, BN)
@@ -55,7 +58,7 @@ def _int8_kernel(x, q, scale, res, y, N, K, sxm, srm, sym, BN: tl.constexpr, BK:
     weights, xr = q + n[:, None].to(tl.int64) * K, x + row * sxm
     acc = tl.zeros([BN, BK], dtype=tl.float32)
     k = tl.arange(0, BK)
-    for k0 in tl.range(0, K, BK):
+    for k0 in tl.range(0, K, BK, num_stages=STAGES):
         kk = k0 + k
         u = tl.load(weights + kk[None, :], mask=mn[:, None] & (kk < K)[None, :], other=0)
         xv = tl.load(xr + kk, mask=kk < K, other=0.0).to(tl.float32)
@@ -87,7 +90,8 @@ def _biased_nibbles(p, dt: tl.constexpr):
 
 @triton.jit
 def _int4_kernel(x, q, scale, offset, res, y, M, N, K, NG, sxm, srm, sym, BN: tl.constexpr, GPI: tl.constexpr,
-                 G: tl.constexpr, BIAS: tl.constexpr, HAS_RES: tl.constexpr, F32_DOT: tl.constexpr):
+                 STAGES: tl.constexpr, G: tl.constexpr, BIAS: tl.constexpr, HAS_RES: tl.constexpr,
+                 F32_DOT: tl.constexpr):
     """All (<= 16) input rows per program, GPI groups per loop step. Per group: d = x . (BIAS + q) over
     the group's inputs (two tensor-core products: low and high nibbles), then y += s (d - BIAS X) + b X
     with X the group's input sum. F32_DOT: both operands in float32 (the interpreter's 16-bit dot is wrong)."""
@@ -124,8 +128,8 @@ def _int4_kernel(x, q, scale, offset, res, y, M, N, K, NG, sxm, srm, sym, BN: tl
 # warm-up steps run first); the interpreter takes one small block.
 _INT8_TUNED = triton.autotune(_configs([dict(BN=bn, BK=bk) for bn in (16, 32) for bk in (256, 512)]),
                               key=["N", "K"], prune_configs_by={"early_config_prune": _fitting})(_int8_kernel)
-_INT4_TUNED = triton.autotune(_configs([dict(BN=bn, GPI=gpi) for bn in (16, 32, 64, 128) for gpi in (1, 2)],
-                                       warps=(4,)),
+_INT4_TUNED = triton.autotune(_configs([dict(BN=bn, GPI=gpi) for bn in (32, 64, 128) for gpi in (1, 2)],
+                                       warps=(4,), stages=(2, 3)),
                               key=["M", "N", "K"])(_int4_kernel)
 _BIAS = {torch.bfloat16: 128.0, torch.float16: 1024.0, torch.float32: 0.0}
 
@@ -154,7 +158,7 @@ def int8_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, residual=
     args = (rows, q.view(torch.uint8), scale, res, y, N, K, rows.stride(0), srm, y.stride(0))
     flags = dict(HAS_RES=residual is not None)
     if interpreting():
-        _int8_kernel[(rows.shape[0], triton.cdiv(N, 16))](*args, BN=16, BK=64, **flags)
+        _int8_kernel[(rows.shape[0], triton.cdiv(N, 16))](*args, BN=16, BK=64, STAGES=1, **flags)
     else:
         _INT8_TUNED[lambda meta: (rows.shape[0], triton.cdiv(N, meta["BN"]))](*args, **flags)
     return y.reshape(*x.shape[:-1], N)
@@ -173,7 +177,7 @@ def int4_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, offset: t
     args = (rows, q, scale, offset, res, y, rows.shape[0], N, K, NG, rows.stride(0), srm, y.stride(0))
     flags = dict(G=G, BIAS=_BIAS[x.dtype], HAS_RES=residual is not None, F32_DOT=interpreting())
     if interpreting():
-        _int4_kernel[(triton.cdiv(N, 16),)](*args, BN=16, GPI=2, **flags)
+        _int4_kernel[(triton.cdiv(N, 16),)](*args, BN=16, GPI=2, STAGES=1, **flags)
     else:
         _INT4_TUNED[lambda meta: (triton.cdiv(N, meta["BN"]),)](*args, **flags)
     return y.reshape(*x.shape[:-1], N)
