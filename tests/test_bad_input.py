@@ -572,3 +572,10 @@ def test_a_saved_char_tokenizer_refuses_an_unseen_character_clearly(tmp_path):
     assert saved.encode("ab c") == CharTokenizer("abc ").encode("ab c")
     with pytest.raises(ValueError, match=r"tokenizer.json cannot encode it .*knows only its corpus' characters"):
         saved.encode("abz")
+
+
+def test_reproducing_an_entry_with_only_reported_results_leaves_no_empty_directory(tmp_path, capsys):
+    """`reproduce xlstm-7b` (every result reported, none run) made a temporary directory it left empty and named."""
+    with mock.patch("tempfile.tempdir", str(tmp_path)):
+        assert main(["reproduce", "xlstm-7b"]) == 0
+    assert "| reported |" in capsys.readouterr().out and list(tmp_path.iterdir()) == []

@@ -156,7 +156,10 @@ def reproduce_main(argv: list[str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 3
     print(table(rows))
-    print(f"runs in {out}")
+    if args.out is None and not any(out.iterdir()):  # only reported results: nothing was run
+        out.rmdir()
+    else:
+        print(f"runs in {out}")
     return 1 if any(r["passed"] is False for r in rows) else 0
 
 
