@@ -33,7 +33,7 @@ KERNELS = {  # signature, fixed constexprs, weights per loop step from the confi
 }
 
 
-def build(fn, signature: dict, constexprs: dict, warps: int, stages: int):
+def build(fn, signature: dict, constexprs: dict, warps: int, stages):
     """Resource usage, SASS and shared memory of one specialisation; pointers and integer arguments marked
     16-divisible as the launcher's are (the 7B's sizes are)."""
     signature = {**signature, **{k: "constexpr" for k in constexprs}}

@@ -35,10 +35,12 @@ MAX_ROWS = 16
 """Input rows these kernels take (decode batches); longer inputs are matrix products, not theirs."""
 
 
-def _configs(blocks: list[dict], warps=(4, 8), stages=(2, 3, 4)) -> list:
-    """STAGES: tiles in flight; the loop's num_stages for int8 (Triton pipelines a loop without a dot only
-    when told), the launch's for int4 (it pipelines the loads that feed a dot by itself)."""
-    return [triton.Config({**b, "STAGES": s}, num_warps=w, num_stages=s) for b in blocks for w in warps for s in stages]
+def _configs(blocks: list[dict], warps=(4, 8), stages=(2, 3, 4), loop_stages: bool = True) -> list:
+    """Weight tiles in flight. int8's loop has no dot: Triton pipelines it only when its tl.range is told
+    (STAGES); int4's weights feed dots, which the launch's num_stages pipelines (telling its loop also
+    pipelines the group scales: more instructions per weight)."""
+    return [triton.Config({**b, "STAGES": s} if loop_stages else b, num_warps=w, num_stages=s)
+            for b in blocks for w in warps for s in stages]
 
 
 def _fitting(configs, named_args, **kwargs) -> list:
@@ -90,8 +92,7 @@ def _biased_nibbles(p, dt: tl.constexpr):
 
 @triton.jit
 def _int4_kernel(x, q, scale, offset, res, y, M, N, K, NG, sxm, srm, sym, BN: tl.constexpr, GPI: tl.constexpr,
-                 STAGES: tl.constexpr, G: tl.constexpr, BIAS: tl.constexpr, HAS_RES: tl.constexpr,
-                 F32_DOT: tl.constexpr):
+                 G: tl.constexpr, BIAS: tl.constexpr, HAS_RES: tl.constexpr, F32_DOT: tl.constexpr):
     """All (<= 16) input rows per program, GPI groups per loop step. Per group: d = x . (BIAS + q) over
     the group's inputs (two tensor-core products: low and high nibbles), then y += s (d - BIAS X) + b X
     with X the group's input sum. F32_DOT: both operands in float32 (the interpreter's 16-bit dot is wrong)."""
@@ -129,7 +130,7 @@ def _int4_kernel(x, q, scale, offset, res, y, M, N, K, NG, sxm, srm, sym, BN: tl
 _INT8_TUNED = triton.autotune(_configs([dict(BN=bn, BK=bk) for bn in (16, 32) for bk in (256, 512)]),
                               key=["N", "K"], prune_configs_by={"early_config_prune": _fitting})(_int8_kernel)
 _INT4_TUNED = triton.autotune(_configs([dict(BN=bn, GPI=gpi) for bn in (32, 64, 128) for gpi in (1, 2)],
-                                       warps=(4,), stages=(2, 3)),
+                                       warps=(4,), stages=(2, 3), loop_stages=False),
                               key=["M", "N", "K"])(_int4_kernel)
 _BIAS = {torch.bfloat16: 128.0, torch.float16: 1024.0, torch.float32: 0.0}
 
@@ -177,7 +178,7 @@ def int4_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, offset: t
     args = (rows, q, scale, offset, res, y, rows.shape[0], N, K, NG, rows.stride(0), srm, y.stride(0))
     flags = dict(G=G, BIAS=_BIAS[x.dtype], HAS_RES=residual is not None, F32_DOT=interpreting())
     if interpreting():
-        _int4_kernel[(triton.cdiv(N, 16),)](*args, BN=16, GPI=2, STAGES=1, **flags)
+        _int4_kernel[(triton.cdiv(N, 16),)](*args, BN=16, GPI=2, **flags)
     else:
         _INT4_TUNED[lambda meta: (triton.cdiv(N, meta["BN"]),)](*args, **flags)
     return y.reshape(*x.shape[:-1], N)
