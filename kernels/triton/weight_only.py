@@ -91,22 +91,37 @@ def _biased_nibbles(p, dt: tl.constexpr):
 
 
 @triton.jit
-def _int4_kernel(x, q, scale, offset, res, y, M, N, K, NG, sxm, srm, sym, BN: tl.constexpr, GPI: tl.constexpr,
-                 G: tl.constexpr, BIAS: tl.constexpr, HAS_RES: tl.constexpr, F32_DOT: tl.constexpr):
+def _store_rows(acc, res, y, m, n, mask, srm, sym, HAS_RES: tl.constexpr):
+    if HAS_RES:
+        acc += tl.load(res + m[:, None] * srm + n[None, :], mask=mask, other=0.0).to(tl.float32)
+    tl.store(y + m[:, None] * sym + n[None, :], acc.to(y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _int4_kernel(x, q, scale, offset, res, y, part, count, M, N, K, NG, sxm, srm, sym, BN: tl.constexpr,
+                 GPI: tl.constexpr, SPLIT: tl.constexpr, G: tl.constexpr, BIAS: tl.constexpr,
+                 HAS_RES: tl.constexpr, F32_DOT: tl.constexpr):
     """All (<= 16) input rows per program, GPI groups per loop step. Per group: d = x . (BIAS + q) over
     the group's inputs (two tensor-core products: low and high nibbles), then y += s (d - BIAS X) + b X
-    with X the group's input sum. F32_DOT: both operands in float32 (the interpreter's 16-bit dot is wrong)."""
+    with X the group's input sum. F32_DOT: both operands in float32 (the interpreter's 16-bit dot is wrong).
+    SPLIT > 1 splits the groups over that many programs per block of outputs (narrow products otherwise
+    leave multiprocessors idle): each writes its float32 sum to `part`, and the last to arrive (counted in
+    `count`, which it resets) adds them in a fixed order, so the result does not depend on who was last."""
     HALF: tl.constexpr = G // 2
-    n = tl.program_id(0) * BN + tl.arange(0, BN)
+    pid = tl.program_id(0)
+    n = pid * BN + tl.arange(0, BN)
     mn = n < N
     weights = q + n[:, None].to(tl.int64) * (NG * HALF)
     j, m = tl.arange(0, HALF), tl.arange(0, 16)
     mm = (m < M)[:, None]
+    per_split = tl.cdiv(NG, SPLIT)
+    g_start = tl.program_id(1) * per_split
+    g_end = tl.minimum(g_start + per_split, NG)
     acc = tl.zeros([16, BN], dtype=tl.float32)
-    for g0 in tl.range(0, NG, GPI):
+    for g0 in tl.range(g_start, g_end, GPI):
         for gi in tl.static_range(GPI):
             g = g0 + gi
-            mg = mn & (g + 0 * n < NG)
+            mg = mn & (g + 0 * n < g_end)
             lo, hi = _biased_nibbles(tl.load(weights + g * HALF + j[None, :], mask=mg[:, None], other=0),
                                      x.dtype.element_ty)
             k = g * G + j
@@ -120,18 +135,41 @@ def _int4_kernel(x, q, scale, offset, res, y, M, N, K, NG, sxm, srm, sym, BN: tl
             b = tl.load(offset + g * N + n, mask=mg, other=0.0).to(tl.float32)[None, :]
             acc += s * (d - BIAS * xs) + b * xs
     mask = mm & mn[None, :]
-    if HAS_RES:
-        acc += tl.load(res + m[:, None] * srm + n[None, :], mask=mask, other=0.0).to(tl.float32)
-    tl.store(y + m[:, None] * sym + n[None, :], acc.to(y.dtype.element_ty), mask=mask)
+    if SPLIT == 1:
+        _store_rows(acc, res, y, m, n, mask, srm, sym, HAS_RES)
+    else:
+        tl.store(part + (tl.program_id(1) * 16 + m[:, None]) * N + n[None, :], acc, mask=mask)
+        tl.debug_barrier()  # every thread's partial sum stored before the (releasing) count below
+        if tl.atomic_add(count + pid, 1) == SPLIT - 1:
+            total = tl.zeros([16, BN], dtype=tl.float32)
+            for sp in tl.static_range(SPLIT):
+                total += tl.load(part + (sp * 16 + m[:, None]) * N + n[None, :], mask=mask, other=0.0,
+                                 cache_modifier=".cg")
+            tl.store(count + pid, 0)
+            _store_rows(total, res, y, m, n, mask, srm, sym, HAS_RES)
 
 
 # On a GPU each weight shape is tuned once, on first use (before a decode graph is captured: the runner's
 # warm-up steps run first); the interpreter takes one small block.
-_INT8_TUNED = triton.autotune(_configs([dict(BN=bn, BK=bk) for bn in (16, 32) for bk in (256, 512)]),
+_INT8_TUNED = triton.autotune(_configs([dict(BN=bn, BK=bk) for bn in (16, 32) for bk in (256, 512)], warps=(4,),
+                                       stages=(3, 4, 5)),
                               key=["N", "K"], prune_configs_by={"early_config_prune": _fitting})(_int8_kernel)
-_INT4_TUNED = triton.autotune(_configs([dict(BN=bn, GPI=gpi) for bn in (32, 64, 128) for gpi in (1, 2)],
-                                       warps=(4,), stages=(2, 3), loop_stages=False),
-                              key=["M", "N", "K"])(_int4_kernel)
+_INT4_BLOCKS = [dict(BN=bn, GPI=gpi, SPLIT=sp) for bn in (64, 128) for gpi in (1, 2) for sp in (1, 2, 4, 8, 16)]
+_SPLIT_PROGRAMS = 1024
+"""Split products have at most this many programs (~8 per multiprocessor): more only adds partial sums."""
+
+
+def _split_fits(n: int, block: dict) -> bool:
+    return block["SPLIT"] == 1 or triton.cdiv(n, block["BN"]) * block["SPLIT"] <= _SPLIT_PROGRAMS
+
+
+def _int4_fitting(configs, named_args, **kwargs) -> list:
+    return [c for c in configs if _split_fits(named_args["N"], c.kwargs)]
+
+
+_INT4_TUNED = triton.autotune(_configs(_INT4_BLOCKS, warps=(4,), stages=(3, 4), loop_stages=False),
+                              key=["M", "N", "K"], prune_configs_by={"early_config_prune": _int4_fitting})(_int4_kernel)
+_WORKSPACES: dict = {}
 _BIAS = {torch.bfloat16: 128.0, torch.float16: 1024.0, torch.float32: 0.0}
 
 
@@ -149,6 +187,18 @@ def _prepare(x: torch.Tensor, n: int, residual):
     if res.stride(-1) != 1:
         res = res.contiguous()
     return rows, y, (res, res.stride(0))
+
+
+def _split_workspace(device: torch.device, n: int):
+    """The float32 partial sums and the arrival counts (zero between launches) of a split int4 product
+    with n outputs, kept per device and width: launches on one stream run one after another, so products of
+    one width share them, also inside a captured graph (made on first use, before any capture)."""
+    key = (device, n)
+    if key not in _WORKSPACES:
+        splits = max([b["SPLIT"] for b in _INT4_BLOCKS if _split_fits(n, b)] + [3])  # 3: the interpreter's
+        _WORKSPACES[key] = (torch.empty(splits * MAX_ROWS, n, device=device, dtype=torch.float32),
+                            torch.zeros(triton.cdiv(n, 16), device=device, dtype=torch.int32))
+    return _WORKSPACES[key]
 
 
 def int8_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, residual=None) -> torch.Tensor:
@@ -175,10 +225,11 @@ def int4_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, offset: t
     if G % 32:
         raise ValueError(f"int4 matvec: groups of a multiple of 32 inputs (the tensor-core tiles), got {G}")
     rows, y, (res, srm) = _prepare(x, N, residual)
-    args = (rows, q, scale, offset, res, y, rows.shape[0], N, K, NG, rows.stride(0), srm, y.stride(0))
+    part, count = _split_workspace(x.device, N)
+    args = (rows, q, scale, offset, res, y, part, count, rows.shape[0], N, K, NG, rows.stride(0), srm, y.stride(0))
     flags = dict(G=G, BIAS=_BIAS[x.dtype], HAS_RES=residual is not None, F32_DOT=interpreting())
     if interpreting():
-        _int4_kernel[(triton.cdiv(N, 16),)](*args, BN=16, GPI=2, **flags)
+        _int4_kernel[(triton.cdiv(N, 16), 3)](*args, BN=16, GPI=2, SPLIT=3, **flags)
     else:
-        _INT4_TUNED[lambda meta: (triton.cdiv(N, meta["BN"]),)](*args, **flags)
+        _INT4_TUNED[lambda meta: (triton.cdiv(N, meta["BN"]), meta["SPLIT"])](*args, **flags)
     return y.reshape(*x.shape[:-1], N)
