@@ -26,6 +26,10 @@ KERNELS = {  # signature, fixed constexprs, weights per loop step from the confi
              {"x": "*bf16", "q": "*u8", "scale": "*bf16", "res": "*bf16", "y": "*bf16", "N": "i32", "K": "i32",
               "sxm": "i32", "srm": "i32", "sym": "i32"}, {"HAS_RES": False},
              lambda c: c["BN"] * c["BK"]),
+    "int8 rows": (wo._int8_rows_kernel, wo._INT8_ROWS_TUNED,
+                  {"x": "*bf16", "q": "*u8", "scale": "*bf16", "res": "*bf16", "y": "*bf16", "part": "*fp32",
+                   "count": "*i32", **{k: "i32" for k in INTS if k != "NG"}}, {"HAS_RES": False, "F32_DOT": False},
+                  lambda c: c["BN"] * c["BK"]),
     "int4": (wo._int4_kernel, wo._INT4_TUNED,
              {"x": "*bf16", "q": "*u8", "scale": "*bf16", "offset": "*bf16", "res": "*bf16", "y": "*bf16",
               "part": "*fp32", "count": "*i32", **{k: "i32" for k in INTS}}, {"G": 128, "BIAS": 128.0, "HAS_RES": False, "F32_DOT": False},
@@ -64,7 +68,7 @@ def main() -> None:
           "instructions / weight (main loop) | top opcodes |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, (fn, tuned, signature, fixed, weights) in KERNELS.items():
-        configs = tuned.configs if name == "int4" else wo._fitting(tuned.configs, {})
+        configs = wo._fitting(tuned.configs, {}) if name == "int8" else tuned.configs
         for config in configs:
             usage, sass, shared = build(fn, signature, {**config.kwargs, **fixed}, config.num_warps, config.num_stages)
             reg, stack = re.search(r"REG:(\d+).*?STACK:(\d+)", usage).groups()

@@ -13,6 +13,7 @@ amplify rounding), so the kernels' models are checked against a dequantized twin
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 
 import pytest
@@ -55,7 +56,9 @@ def _twin(model):
 
 def _kernels() -> dict:
     """Relative error of each matvec against float64 products with the dequantized weight, with and
-    without a residual added (the decode step's FFN down projection)."""
+    without a residual added (the decode step's FFN down projection); products of several rows (int8's
+    on the tensor cores, all of int4's) once split in three over the inputs, once whole."""
+    from xlstm_zoo.kernels.triton import weight_only
     from xlstm_zoo.kernels.triton.weight_only import int4_matvec, int8_matvec
     from xlstm_zoo.xlstm.quantized import dequantize_int4, quantize_int4, quantize_int8
 
@@ -67,19 +70,19 @@ def _kernels() -> dict:
         w = torch.randn(N, K, generator=gen)
         q4, q8 = quantize_int4(w), quantize_int8(w)
         w4, w8 = dequantize_int4(*q4, K).double(), q8[0].double() * q8[1].double()[:, None]
-        for M in (1, 6, 16):  # int4 takes all rows in one program: 16 fill its tile, 1 and 6 are masked
-            for dt in (torch.float32, torch.float16, torch.bfloat16):
-                x = torch.randn(2, M, K, generator=gen).to(dt)[:, None]  # (2, 1, M, K): leading dims kept
-                r = torch.randn(1, M, N, generator=gen).to(dt)
-                y4, y8 = int4_matvec(x[0], *q4), int8_matvec(x[0], *q8)
-                assert y4.dtype == y8.dtype == dt and y4.shape == y8.shape == (1, M, N)
-                out[f"int4 {N}x{K} M={M} {dt}"] = _rel(y4, x[0].double() @ w4.T)
-                out[f"int8 {N}x{K} M={M} {dt}"] = _rel(y8, x[0].double() @ w8.T)
-                if M == 6:
-                    out[f"int4 {N}x{K} M={M} {dt} residual"] = _rel(int4_matvec(x[0], *q4, residual=r),
-                                                                    r.double() + x[0].double() @ w4.T)
-                    out[f"int8 {N}x{K} M={M} {dt} residual"] = _rel(int8_matvec(x[0], *q8, residual=r),
-                                                                    r.double() + x[0].double() @ w8.T)
+        for M, split, dt in itertools.product((1, 6, 16), (1, 3), (torch.float32, torch.float16, torch.bfloat16)):
+            weight_only._INTERPRETER_SPLIT = split  # all rows in one program: 16 fill the tile, 1 and 6 masked
+            x = torch.randn(2, M, K, generator=gen).to(dt)[:, None]  # (2, 1, M, K): leading dims kept
+            r = torch.randn(1, M, N, generator=gen).to(dt)
+            y4, y8 = int4_matvec(x[0], *q4), int8_matvec(x[0], *q8)
+            assert y4.dtype == y8.dtype == dt and y4.shape == y8.shape == (1, M, N)
+            case = f"{N}x{K} M={M} split={split} {dt}"
+            out[f"int4 {case}"] = _rel(y4, x[0].double() @ w4.T)
+            out[f"int8 {case}"] = _rel(y8, x[0].double() @ w8.T)
+            if M == 6:
+                out[f"int4 {case} residual"] = _rel(int4_matvec(x[0], *q4, residual=r), r.double() + x[0].double() @ w4.T)
+                out[f"int8 {case} residual"] = _rel(int8_matvec(x[0], *q8, residual=r), r.double() + x[0].double() @ w8.T)
+    weight_only._INTERPRETER_SPLIT = 3
     return out
 
 
@@ -110,7 +113,7 @@ def results():
 
 
 def test_matvec_kernels_match_float64(results):
-    assert len(results["kernels"]) == 4 * 3 * 3 * 2 + 4 * 3 * 2
+    assert len(results["kernels"]) == 4 * 3 * 2 * 3 * 2 + 4 * 2 * 3 * 2
     for name, err in results["kernels"].items():
         tol = 1e-3 if "torch.float16" in name else 6e-3 if "bfloat16" in name else 2e-6
         assert err < tol, (name, err)

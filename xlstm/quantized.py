@@ -3,9 +3,8 @@
 The zoo's own format, for decode: on CUDA, inputs of up to MAX_ROWS rows (decode steps) run the Triton
 matvec kernels, which read the packed weights once (no torch.compile); longer inputs (prefill) and other
 devices multiply by the dequantized weight, so the CPU runs it too. Any input width is covered (the last
-group is zero-padded: the 7B's FFN down projection has 10944 = 85.5 x 128 inputs). 7B decode on an H200
-with the first kernels: int8 2.99 ms/token (torchao compiled: 3.03), int4 3.70 (torchao's tinygemm: 2.87;
-benchmarks/README.md says what the present ones change and how to time them).
+group is zero-padded: the 7B's FFN down projection has 10944 = 85.5 x 128 inputs). 7B decode on an H200,
+B=1: int8 2.69 ms/token (torchao compiled: 2.84), int4 3.69 (torchao's tinygemm: 2.89); benchmarks/README.md.
 
 int8: scale = max |w| / 127 per row, q = round(w / scale). int4: per group, scale = (max - min) / 15
 (the range clipped as quantize_int4 says), zero point z = round(-min / scale) in [0, 15],

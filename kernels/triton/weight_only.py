@@ -12,13 +12,15 @@ Layouts (xlstm/quantized.py makes them):
   k = g G + j in its low nibble and k = g G + G/2 + j in its high one; scale and offset (Kp / G, N):
   w[n, k] = q[n, k] * scale[g, n] + offset[g, n].
 
-Why the two differ (instruction counts of the sm_90 builds, benchmarks/weight_only_sass.py): int4 at HBM
-speed is bound by instruction issue, not bytes. Dequantizing each nibble on the CUDA cores (extract,
-convert, scale, accumulate) took ~9 instructions per weight; here each nibble becomes `128 + q` by one
-bit pattern (no conversion instruction), the tensor cores multiply it with the inputs, and the group's
-scale and offset are applied once per group to the product: 5.6 per weight at 128 outputs per program,
-6.7 at 64, 8.5 at 32 (the 4096-output products want many programs). int8 stays on the CUDA cores, one
-input row per program: 5.1-6.6 per weight (benchmarks/results/weight-only-sass-20261201-sm90-static-v2.md).
+How (measured on an H200: benchmarks/README.md, issue 12):
+- int8, one row: CUDA cores, one float32 sum per lane, the weight tiles pipelined (55-87% of copy
+  bandwidth; 2.69 ms per 7B token). Several rows: the tensor cores, each tile converted to the input's type
+  (exact), since a program per row would read the weights once per row (L2 does not spare it).
+- int4: each nibble becomes `BIAS + q` by one bit pattern (no conversion instruction), the tensor cores
+  multiply it with all rows, and the group's scale and offset are applied once per group to the product
+  (27-34% of bandwidth: the shared-memory round trips into the dot's layout cap it near 3e12 weights/s).
+- Narrow products (4096 outputs: 32-64 programs for 132 multiprocessors) are split over the inputs
+  (`_finish`), the split count autotuned per shape.
 """
 
 from __future__ import annotations
@@ -91,25 +93,67 @@ def _biased_nibbles(p, dt: tl.constexpr):
 
 
 @triton.jit
-def _store_rows(acc, res, y, m, n, mask, srm, sym, HAS_RES: tl.constexpr):
-    if HAS_RES:
-        acc += tl.load(res + m[:, None] * srm + n[None, :], mask=mask, other=0.0).to(tl.float32)
-    tl.store(y + m[:, None] * sym + n[None, :], acc.to(y.dtype.element_ty), mask=mask)
+def _finish(acc, part, count, res, y, M, N, srm, sym, BN: tl.constexpr, SPLIT: tl.constexpr,
+            HAS_RES: tl.constexpr):
+    """Stores [residual +] acc (16 rows, outputs BN * program_id(0) on). SPLIT > 1: this program summed one
+    of SPLIT slices of the inputs (narrow products otherwise leave multiprocessors idle): it writes its
+    float32 sum to `part`, and the last of the block's programs to arrive (counted in `count`, which it
+    resets) adds them in a fixed order, so the result does not depend on which one was last."""
+    pid = tl.program_id(0)
+    m, n = tl.arange(0, 16), pid * BN + tl.arange(0, BN)
+    mask = (m < M)[:, None] & (n < N)[None, :]
+    last = True
+    if SPLIT > 1:
+        tl.store(part + (tl.program_id(1) * 16 + m[:, None]) * N + n[None, :], acc, mask=mask)
+        tl.debug_barrier()  # every thread's partial sum stored before the (releasing) count below
+        last = tl.atomic_add(count + pid, 1) == SPLIT - 1
+        if last:
+            acc = tl.zeros([16, BN], dtype=tl.float32)
+            for sp in tl.static_range(SPLIT):
+                acc += tl.load(part + (sp * 16 + m[:, None]) * N + n[None, :], mask=mask, other=0.0,
+                               cache_modifier=".cg")
+            tl.store(count + pid, 0)
+    if last:
+        if HAS_RES:
+            acc += tl.load(res + m[:, None] * srm + n[None, :], mask=mask, other=0.0).to(tl.float32)
+        tl.store(y + m[:, None] * sym + n[None, :], acc.to(y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _int8_rows_kernel(x, q, scale, res, y, part, count, M, N, K, sxm, srm, sym, BN: tl.constexpr,
+                      BK: tl.constexpr, SPLIT: tl.constexpr, HAS_RES: tl.constexpr, F32_DOT: tl.constexpr):
+    """All (<= 16) input rows per program, for batches (one program per row would read each weight once per
+    row: L2 does not spare it, 5.7x the time at 8 rows on an H200): the tensor cores multiply the rows with
+    each tile of weights, converted to x's dtype (exact: 8-bit integers fit its mantissa)."""
+    n = tl.program_id(0) * BN + tl.arange(0, BN)
+    mn = n < N
+    weights = q + n[:, None].to(tl.int64) * K
+    k, m = tl.arange(0, BK), tl.arange(0, 16)
+    mm = (m < M)[:, None]
+    per_split = tl.cdiv(tl.cdiv(K, BK), SPLIT) * BK
+    k_start = tl.program_id(1) * per_split
+    k_end = tl.minimum(k_start + per_split, K)
+    acc = tl.zeros([16, BN], dtype=tl.float32)
+    for k0 in tl.range(k_start, k_end, BK):
+        kk = k0 + k
+        u = tl.load(weights + kk[None, :], mask=mn[:, None] & (kk < k_end)[None, :], other=0)
+        xv = tl.load(x + m[:, None] * sxm + kk[None, :], mask=mm & (kk < k_end)[None, :], other=0.0)
+        w = u.to(tl.int8, bitcast=True).to(tl.float32 if F32_DOT else xv.dtype)
+        acc = tl.dot(xv.to(w.dtype), tl.trans(w), acc, input_precision="ieee")
+    acc *= tl.load(scale + n, mask=mn, other=0.0).to(tl.float32)[None, :]
+    _finish(acc, part, count, res, y, M, N, srm, sym, BN, SPLIT, HAS_RES)
 
 
 @triton.jit
 def _int4_kernel(x, q, scale, offset, res, y, part, count, M, N, K, NG, sxm, srm, sym, BN: tl.constexpr,
                  GPI: tl.constexpr, SPLIT: tl.constexpr, G: tl.constexpr, BIAS: tl.constexpr,
                  HAS_RES: tl.constexpr, F32_DOT: tl.constexpr):
-    """All (<= 16) input rows per program, GPI groups per loop step. Per group: d = x . (BIAS + q) over
-    the group's inputs (two tensor-core products: low and high nibbles), then y += s (d - BIAS X) + b X
-    with X the group's input sum. F32_DOT: both operands in float32 (the interpreter's 16-bit dot is wrong).
-    SPLIT > 1 splits the groups over that many programs per block of outputs (narrow products otherwise
-    leave multiprocessors idle): each writes its float32 sum to `part`, and the last to arrive (counted in
-    `count`, which it resets) adds them in a fixed order, so the result does not depend on who was last."""
+    """All (<= 16) input rows per program, GPI groups per loop step, the groups split over SPLIT programs
+    (`_finish`). Per group: d = x . (BIAS + q) over the group's inputs (two tensor-core products: low and
+    high nibbles), then y += s (d - BIAS X) + b X with X the group's input sum. F32_DOT: both operands in
+    float32 (the interpreter's 16-bit dot is wrong)."""
     HALF: tl.constexpr = G // 2
-    pid = tl.program_id(0)
-    n = pid * BN + tl.arange(0, BN)
+    n = tl.program_id(0) * BN + tl.arange(0, BN)
     mn = n < N
     weights = q + n[:, None].to(tl.int64) * (NG * HALF)
     j, m = tl.arange(0, HALF), tl.arange(0, 16)
@@ -134,19 +178,7 @@ def _int4_kernel(x, q, scale, offset, res, y, part, count, M, N, K, NG, sxm, srm
             s = tl.load(scale + g * N + n, mask=mg, other=0.0).to(tl.float32)[None, :]
             b = tl.load(offset + g * N + n, mask=mg, other=0.0).to(tl.float32)[None, :]
             acc += s * (d - BIAS * xs) + b * xs
-    mask = mm & mn[None, :]
-    if SPLIT == 1:
-        _store_rows(acc, res, y, m, n, mask, srm, sym, HAS_RES)
-    else:
-        tl.store(part + (tl.program_id(1) * 16 + m[:, None]) * N + n[None, :], acc, mask=mask)
-        tl.debug_barrier()  # every thread's partial sum stored before the (releasing) count below
-        if tl.atomic_add(count + pid, 1) == SPLIT - 1:
-            total = tl.zeros([16, BN], dtype=tl.float32)
-            for sp in tl.static_range(SPLIT):
-                total += tl.load(part + (sp * 16 + m[:, None]) * N + n[None, :], mask=mask, other=0.0,
-                                 cache_modifier=".cg")
-            tl.store(count + pid, 0)
-            _store_rows(total, res, y, m, n, mask, srm, sym, HAS_RES)
+    _finish(acc, part, count, res, y, M, N, srm, sym, BN, SPLIT, HAS_RES)
 
 
 # On a GPU each weight shape is tuned once, on first use (before a decode graph is captured: the runner's
@@ -154,21 +186,27 @@ def _int4_kernel(x, q, scale, offset, res, y, part, count, M, N, K, NG, sxm, srm
 _INT8_TUNED = triton.autotune(_configs([dict(BN=bn, BK=bk) for bn in (16, 32) for bk in (256, 512)], warps=(4,),
                                        stages=(3, 4, 5)),
                               key=["N", "K"], prune_configs_by={"early_config_prune": _fitting})(_int8_kernel)
-_INT4_BLOCKS = [dict(BN=bn, GPI=gpi, SPLIT=sp) for bn in (64, 128) for gpi in (1, 2) for sp in (1, 2, 4, 8, 16)]
 _SPLIT_PROGRAMS = 1024
 """Split products have at most this many programs (~8 per multiprocessor): more only adds partial sums."""
+_INT4_BLOCKS = [dict(BN=bn, GPI=gpi, SPLIT=sp) for bn in (64, 128) for gpi in (1, 2) for sp in (1, 2, 4, 8, 16)]
+_INT8_ROWS_BLOCKS = [dict(BN=bn, BK=bk, SPLIT=sp) for bn in (64, 128) for bk in (64, 128) for sp in (1, 2, 4, 8)]
+_INTERPRETER_SPLIT = 3
+"""The interpreter's split of every product of several rows (tests set 1 to check the unsplit path)."""
 
 
 def _split_fits(n: int, block: dict) -> bool:
     return block["SPLIT"] == 1 or triton.cdiv(n, block["BN"]) * block["SPLIT"] <= _SPLIT_PROGRAMS
 
 
-def _int4_fitting(configs, named_args, **kwargs) -> list:
+def _split_fitting(configs, named_args, **kwargs) -> list:
     return [c for c in configs if _split_fits(named_args["N"], c.kwargs)]
 
 
+_INT8_ROWS_TUNED = triton.autotune(_configs(_INT8_ROWS_BLOCKS, warps=(4,), stages=(3, 4), loop_stages=False),
+                                   key=["N", "K"], prune_configs_by={"early_config_prune": _split_fitting}
+                                   )(_int8_rows_kernel)
 _INT4_TUNED = triton.autotune(_configs(_INT4_BLOCKS, warps=(4,), stages=(3, 4), loop_stages=False),
-                              key=["M", "N", "K"], prune_configs_by={"early_config_prune": _int4_fitting})(_int4_kernel)
+                              key=["M", "N", "K"], prune_configs_by={"early_config_prune": _split_fitting})(_int4_kernel)
 _WORKSPACES: dict = {}
 _BIAS = {torch.bfloat16: 128.0, torch.float16: 1024.0, torch.float32: 0.0}
 
@@ -190,28 +228,39 @@ def _prepare(x: torch.Tensor, n: int, residual):
 
 
 def _split_workspace(device: torch.device, n: int):
-    """The float32 partial sums and the arrival counts (zero between launches) of a split int4 product
-    with n outputs, kept per device and width: launches on one stream run one after another, so products of
+    """The float32 partial sums and the arrival counts (zero between launches) of a split product with n
+    outputs, kept per device and width: launches on one stream run one after another, so products of
     one width share them, also inside a captured graph (made on first use, before any capture)."""
     key = (device, n)
     if key not in _WORKSPACES:
-        splits = max([b["SPLIT"] for b in _INT4_BLOCKS if _split_fits(n, b)] + [3])  # 3: the interpreter's
+        splits = max([b["SPLIT"] for b in _INT4_BLOCKS + _INT8_ROWS_BLOCKS if _split_fits(n, b)] + [_INTERPRETER_SPLIT])
         _WORKSPACES[key] = (torch.empty(splits * MAX_ROWS, n, device=device, dtype=torch.float32),
                             torch.zeros(triton.cdiv(n, 16), device=device, dtype=torch.int32))
     return _WORKSPACES[key]
 
 
 def int8_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, residual=None) -> torch.Tensor:
-    """[residual +] x (..., K) @ (q * scale[:, None]).T for q (N, K) int8: (..., N) in x's dtype."""
+    """[residual +] x (..., K) @ (q * scale[:, None]).T for q (N, K) int8: (..., N) in x's dtype. One row on
+    the CUDA cores (`_int8_kernel`), several on the tensor cores (`_int8_rows_kernel`)."""
     check_device(x, q, scale, residual)
     N, K = q.shape
     rows, y, (res, srm) = _prepare(x, N, residual)
-    args = (rows, q.view(torch.uint8), scale, res, y, N, K, rows.stride(0), srm, y.stride(0))
+    M, u8 = rows.shape[0], q.view(torch.uint8)
     flags = dict(HAS_RES=residual is not None)
+    if M == 1:
+        args = (rows, u8, scale, res, y, N, K, rows.stride(0), srm, y.stride(0))
+        if interpreting():
+            _int8_kernel[(1, triton.cdiv(N, 16))](*args, BN=16, BK=64, STAGES=1, **flags)
+        else:
+            _INT8_TUNED[lambda meta: (1, triton.cdiv(N, meta["BN"]))](*args, **flags)
+        return y.reshape(*x.shape[:-1], N)
+    part, count = _split_workspace(x.device, N)
+    args = (rows, u8, scale, res, y, part, count, M, N, K, rows.stride(0), srm, y.stride(0))
     if interpreting():
-        _int8_kernel[(rows.shape[0], triton.cdiv(N, 16))](*args, BN=16, BK=64, STAGES=1, **flags)
+        _int8_rows_kernel[(triton.cdiv(N, 16), _INTERPRETER_SPLIT)](*args, BN=16, BK=32, SPLIT=_INTERPRETER_SPLIT,
+                                                                    F32_DOT=True, **flags)
     else:
-        _INT8_TUNED[lambda meta: (rows.shape[0], triton.cdiv(N, meta["BN"]))](*args, **flags)
+        _INT8_ROWS_TUNED[lambda meta: (triton.cdiv(N, meta["BN"]), meta["SPLIT"])](*args, F32_DOT=False, **flags)
     return y.reshape(*x.shape[:-1], N)
 
 
@@ -229,7 +278,7 @@ def int4_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, offset: t
     args = (rows, q, scale, offset, res, y, part, count, rows.shape[0], N, K, NG, rows.stride(0), srm, y.stride(0))
     flags = dict(G=G, BIAS=_BIAS[x.dtype], HAS_RES=residual is not None, F32_DOT=interpreting())
     if interpreting():
-        _int4_kernel[(triton.cdiv(N, 16), 3)](*args, BN=16, GPI=2, SPLIT=3, **flags)
+        _int4_kernel[(triton.cdiv(N, 16), _INTERPRETER_SPLIT)](*args, BN=16, GPI=2, SPLIT=_INTERPRETER_SPLIT, **flags)
     else:
         _INT4_TUNED[lambda meta: (triton.cdiv(N, meta["BN"]), meta["SPLIT"])](*args, **flags)
     return y.reshape(*x.shape[:-1], N)
