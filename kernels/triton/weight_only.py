@@ -16,9 +16,11 @@ How (measured on an H200: benchmarks/README.md, issue 12):
 - int8, one row: CUDA cores, one float32 sum per lane, the weight tiles pipelined (55-87% of copy
   bandwidth; 2.69 ms per 7B token). Several rows: the tensor cores, each tile converted to the input's type
   (exact), since a program per row would read the weights once per row (L2 does not spare it).
-- int4: each nibble becomes `BIAS + q` by one bit pattern (no conversion instruction), the tensor cores
+- int4, one row: CUDA cores, the nibbles written into float32 mantissas by inline PTX (four bytes per
+  register at once), one FMA to dequantize and one to accumulate (24-37% of bandwidth, ~1.3x the
+  tensor-core kernel). Several rows: each nibble becomes `BIAS + q` by one bit pattern, the tensor cores
   multiply it with all rows, and the group's scale and offset are applied once per group to the product
-  (27-34% of bandwidth: the shared-memory round trips into the dot's layout cap it near 3e12 weights/s).
+  (27-34%: the shared-memory round trips into the dot's layout cap it near 3e12 weights/s).
 - Narrow products (4096 outputs: 32-64 programs for 132 multiprocessors) are split over the inputs
   (`_finish`), the split count autotuned per shape.
 """
@@ -73,6 +75,40 @@ def _int8_kernel(x, q, scale, res, y, N, K, sxm, srm, sym, BN: tl.constexpr, BK:
     if HAS_RES:
         out += tl.load(res + row * srm + n, mask=mn, other=0.0).to(tl.float32)
     tl.store(y + row * sym + n, out.to(y.dtype.element_ty), mask=mn)
+
+
+_NIBBLES_ASM = tl.constexpr("""{
+.reg .b32 t0, t1, t2, t3;
+shl.b32 t0, $8, 12;
+shl.b32 t1, $8, 4;
+shr.b32 t2, $8, 4;
+shr.b32 t3, $8, 12;
+lop3.b32 $0, t0, 0x0000F000, 0x45000000, 0xEA;
+lop3.b32 $1, t1, 0x0000F000, 0x45000000, 0xEA;
+lop3.b32 $2, t2, 0x0000F000, 0x45000000, 0xEA;
+lop3.b32 $3, t3, 0x0000F000, 0x45000000, 0xEA;
+lop3.b32 $4, t0, 0x000F0000, 0x45000000, 0xEA;
+lop3.b32 $5, t1, 0x000F0000, 0x45000000, 0xEA;
+lop3.b32 $6, t2, 0x000F0000, 0x45000000, 0xEA;
+lop3.b32 $7, t3, 0x000F0000, 0x45000000, 0xEA;
+}""")
+"""Byte i of the 32-bit register $8 shifted to bits 12-19, then (v & mask) | 0x45000000 in one LOP3 (lut
+0xEA = a & b | c): the low nibble into $i, the high one into $(4 + i)."""
+
+
+@triton.jit
+def _nibbles_f32(p, ASM: tl.constexpr):
+    """2048 + q (low nibble) and 2048 + 16 q (high nibble) of each byte of p, exact, in float32: the nibble
+    written into the mantissa of 2048 at bit 12 / 16 (no conversion instruction). ASM: four bytes of a
+    register at once, 12 instructions for 8 weights (what ptxas makes of the plain form costs ~3x that);
+    the interpreter takes the plain form, which gives the same bits."""
+    if ASM:
+        lo, hi = tl.inline_asm_elementwise(_NIBBLES_ASM, "=r,=r,=r,=r,=r,=r,=r,=r,r", [p],
+                                           dtype=(tl.int32, tl.int32), is_pure=True, pack=4)
+    else:
+        pi = p.to(tl.int32)
+        lo, hi = ((pi & 15) << 12) | 0x45000000, ((pi & 240) << 12) | 0x45000000
+    return lo.to(tl.float32, bitcast=True), hi.to(tl.float32, bitcast=True)
 
 
 @triton.jit
@@ -181,6 +217,43 @@ def _int4_kernel(x, q, scale, offset, res, y, part, count, M, N, K, NG, sxm, srm
     _finish(acc, part, count, res, y, M, N, srm, sym, BN, SPLIT, HAS_RES)
 
 
+@triton.jit
+def _int4_row_kernel(x, q, scale, offset, res, y, part, count, N, K, NG, BN: tl.constexpr, GPI: tl.constexpr,
+                     SPLIT: tl.constexpr, STAGES: tl.constexpr, G: tl.constexpr, HAS_RES: tl.constexpr,
+                     ASM: tl.constexpr):
+    """One input row (B=1 decode) on the CUDA cores, one float32 sum per lane: per weight 1.5 integer
+    instructions (`_nibbles_f32`), one FMA to dequantize (the 2048 folded into the offset: w = v s' + b -
+    2048 s') and one to accumulate. The tensor-core kernel's route into the dot's layout caps it lower."""
+    HALF: tl.constexpr = G // 2
+    EXACT: tl.constexpr = x.dtype.element_ty == tl.float32  # float32 takes the 2048 off first (exact)
+    n = tl.program_id(0) * BN + tl.arange(0, BN)
+    mn = n < N
+    weights = q + n[:, None].to(tl.int64) * (NG * HALF)
+    j = tl.arange(0, HALF)
+    per_split = tl.cdiv(NG, SPLIT)
+    g_start = tl.program_id(1) * per_split
+    g_end = tl.minimum(g_start + per_split, NG)
+    acc = tl.zeros([BN, HALF], dtype=tl.float32)
+    for g0 in tl.range(g_start, g_end, GPI, num_stages=STAGES):
+        for gi in tl.static_range(GPI):
+            g = g0 + gi
+            mg = mn & (g + 0 * n < g_end)
+            vl, vh = _nibbles_f32(tl.load(weights + g * HALF + j[None, :], mask=mg[:, None], other=0), ASM)
+            s = tl.load(scale + g * N + n, mask=mg, other=0.0).to(tl.float32)
+            b = tl.load(offset + g * N + n, mask=mg, other=0.0).to(tl.float32)
+            k = g * G + j
+            xl = tl.load(x + k, mask=k < K, other=0.0).to(tl.float32)
+            xh = tl.load(x + k + HALF, mask=k + HALF < K, other=0.0).to(tl.float32)
+            if EXACT:
+                vl, vh, cl, ch = vl - 2048.0, vh - 2048.0, b, b
+            else:
+                cl, ch = b - 2048.0 * s, b - 128.0 * s
+            acc += xl[None, :] * (vl * s[:, None] + cl[:, None])
+            acc += xh[None, :] * (vh * (s * 0.0625)[:, None] + ch[:, None])
+    rows = tl.zeros([16, BN], dtype=tl.float32) + tl.sum(acc, 1)[None, :]  # `_finish` stores row 0 of 16
+    _finish(rows, part, count, res, y, 1, N, 0, 0, BN, SPLIT, HAS_RES)
+
+
 # On a GPU each weight shape is tuned once, on first use (before a decode graph is captured: the runner's
 # warm-up steps run first); the interpreter takes one small block.
 _INT8_TUNED = triton.autotune(_configs([dict(BN=bn, BK=bk) for bn in (16, 32) for bk in (256, 512)], warps=(4,),
@@ -191,7 +264,7 @@ _SPLIT_PROGRAMS = 1024
 _INT4_BLOCKS = [dict(BN=bn, GPI=gpi, SPLIT=sp) for bn in (64, 128) for gpi in (1, 2) for sp in (1, 2, 4, 8, 16)]
 _INT8_ROWS_BLOCKS = [dict(BN=bn, BK=bk, SPLIT=sp) for bn in (64, 128) for bk in (64, 128) for sp in (1, 2, 4, 8)]
 _INTERPRETER_SPLIT = 3
-"""The interpreter's split of every product of several rows (tests set 1 to check the unsplit path)."""
+"""The interpreter's split of every product (tests set 1 to check the unsplit path)."""
 
 
 def _split_fits(n: int, block: dict) -> bool:
@@ -207,6 +280,9 @@ _INT8_ROWS_TUNED = triton.autotune(_configs(_INT8_ROWS_BLOCKS, warps=(4,), stage
                                    )(_int8_rows_kernel)
 _INT4_TUNED = triton.autotune(_configs(_INT4_BLOCKS, warps=(4,), stages=(3, 4), loop_stages=False),
                               key=["M", "N", "K"], prune_configs_by={"early_config_prune": _split_fitting})(_int4_kernel)
+_INT4_ROW_BLOCKS = [dict(BN=64, GPI=gpi, SPLIT=sp) for gpi in (1, 2) for sp in (1, 2, 4, 8)]
+_INT4_ROW_TUNED = triton.autotune(_configs(_INT4_ROW_BLOCKS, warps=(4,), stages=(3, 4)), key=["N", "K"],
+                                  prune_configs_by={"early_config_prune": _split_fitting})(_int4_row_kernel)
 _WORKSPACES: dict = {}
 _BIAS = {torch.bfloat16: 128.0, torch.float16: 1024.0, torch.float32: 0.0}
 
@@ -233,7 +309,8 @@ def _split_workspace(device: torch.device, n: int):
     one width share them, also inside a captured graph (made on first use, before any capture)."""
     key = (device, n)
     if key not in _WORKSPACES:
-        splits = max([b["SPLIT"] for b in _INT4_BLOCKS + _INT8_ROWS_BLOCKS if _split_fits(n, b)] + [_INTERPRETER_SPLIT])
+        blocks = _INT4_BLOCKS + _INT4_ROW_BLOCKS + _INT8_ROWS_BLOCKS
+        splits = max([b["SPLIT"] for b in blocks if _split_fits(n, b)] + [_INTERPRETER_SPLIT])
         _WORKSPACES[key] = (torch.empty(splits * MAX_ROWS, n, device=device, dtype=torch.float32),
                             torch.zeros(triton.cdiv(n, 16), device=device, dtype=torch.int32))
     return _WORKSPACES[key]
@@ -275,8 +352,17 @@ def int4_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, offset: t
         raise ValueError(f"int4 matvec: groups of a multiple of 32 inputs (the tensor-core tiles), got {G}")
     rows, y, (res, srm) = _prepare(x, N, residual)
     part, count = _split_workspace(x.device, N)
-    args = (rows, q, scale, offset, res, y, part, count, rows.shape[0], N, K, NG, rows.stride(0), srm, y.stride(0))
-    flags = dict(G=G, BIAS=_BIAS[x.dtype], HAS_RES=residual is not None, F32_DOT=interpreting())
+    M, flags = rows.shape[0], dict(G=G, HAS_RES=residual is not None)
+    if M == 1:
+        args = (rows, q, scale, offset, res, y, part, count, N, K, NG)
+        if interpreting():
+            _int4_row_kernel[(triton.cdiv(N, 16), _INTERPRETER_SPLIT)](*args, BN=16, GPI=2, SPLIT=_INTERPRETER_SPLIT,
+                                                                       STAGES=1, ASM=False, **flags)
+        else:
+            _INT4_ROW_TUNED[lambda meta: (triton.cdiv(N, meta["BN"]), meta["SPLIT"])](*args, ASM=True, **flags)
+        return y.reshape(*x.shape[:-1], N)
+    args = (rows, q, scale, offset, res, y, part, count, M, N, K, NG, rows.stride(0), srm, y.stride(0))
+    flags.update(BIAS=_BIAS[x.dtype], F32_DOT=interpreting())
     if interpreting():
         _int4_kernel[(triton.cdiv(N, 16), _INTERPRETER_SPLIT)](*args, BN=16, GPI=2, SPLIT=_INTERPRETER_SPLIT, **flags)
     else:
