@@ -80,8 +80,10 @@ def _kernels() -> dict:
             out[f"int4 {case}"] = _rel(y4, x[0].double() @ w4.T)
             out[f"int8 {case}"] = _rel(y8, x[0].double() @ w8.T)
             if M in (1, 6):  # the one-row kernels and the several-rows ones
-                out[f"int4 {case} residual"] = _rel(int4_matvec(x[0], *q4, residual=r), r.double() + x[0].double() @ w4.T)
-                out[f"int8 {case} residual"] = _rel(int8_matvec(x[0], *q8, residual=r), r.double() + x[0].double() @ w8.T)
+                out[f"int4 {case} residual"] = _rel(int4_matvec(x[0], *q4, residual=r),
+                                                    r.double() + x[0].double() @ w4.T)
+                out[f"int8 {case} residual"] = _rel(int8_matvec(x[0], *q8, residual=r),
+                                                    r.double() + x[0].double() @ w8.T)
     weight_only._INTERPRETER_SPLIT = 3
     return out
 

@@ -112,19 +112,18 @@ def _nibbles_f32(p, ASM: tl.constexpr):
 
 
 @triton.jit
-def _biased_nibbles(p, dt: tl.constexpr):
+def _biased_nibbles(p, dt: tl.constexpr, MAGIC: tl.constexpr):
     """BIAS + the low and the high nibble of each byte of p, exact, in dt, made by writing the nibble into
-    the mantissa of BIAS (whose last mantissa bit is worth 1): no conversion instruction. BIAS: 128 for
-    bfloat16, 1024 for float16; float32 takes 2**23 off again (BIAS 0: 2**23 would cancel in the sums)."""
+    the mantissa of MAGIC (a number whose last mantissa bit is worth 1): no conversion instruction. BIAS and
+    MAGIC per dtype: `_NIBBLE_BIAS` (float32 takes its 2**23 off again: it would cancel in the sums)."""
     if dt == tl.float32:
         pi = p.to(tl.int32)
-        lo = ((pi & 15) | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
-        hi = ((pi >> 4) | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+        lo = ((pi & 15) | MAGIC).to(tl.float32, bitcast=True) - 8388608.0
+        hi = ((pi >> 4) | MAGIC).to(tl.float32, bitcast=True) - 8388608.0
     else:
         pi = p.to(tl.int16)
-        magic: tl.constexpr = 0x4300 if dt == tl.bfloat16 else 0x6400
-        lo = ((pi & 15) | magic).to(dt, bitcast=True)
-        hi = ((pi >> 4) | magic).to(dt, bitcast=True)
+        lo = ((pi & 15) | MAGIC).to(dt, bitcast=True)
+        hi = ((pi >> 4) | MAGIC).to(dt, bitcast=True)
     return lo, hi
 
 
@@ -182,7 +181,7 @@ def _int8_rows_kernel(x, q, scale, res, y, part, count, M, N, K, sxm, srm, sym, 
 
 @triton.jit
 def _int4_kernel(x, q, scale, offset, res, y, part, count, M, N, K, NG, sxm, srm, sym, BN: tl.constexpr,
-                 GPI: tl.constexpr, SPLIT: tl.constexpr, G: tl.constexpr, BIAS: tl.constexpr,
+                 GPI: tl.constexpr, SPLIT: tl.constexpr, G: tl.constexpr, BIAS: tl.constexpr, MAGIC: tl.constexpr,
                  HAS_RES: tl.constexpr, F32_DOT: tl.constexpr):
     """All (<= 16) input rows per program, GPI groups per loop step, the groups split over SPLIT programs
     (`_finish`). Per group: d = x . (BIAS + q) over the group's inputs (two tensor-core products: low and
@@ -203,7 +202,7 @@ def _int4_kernel(x, q, scale, offset, res, y, part, count, M, N, K, NG, sxm, srm
             g = g0 + gi
             mg = mn & (g + 0 * n < g_end)
             lo, hi = _biased_nibbles(tl.load(weights + g * HALF + j[None, :], mask=mg[:, None], other=0),
-                                     x.dtype.element_ty)
+                                     x.dtype.element_ty, MAGIC)
             k = g * G + j
             xl = tl.load(x + m[:, None] * sxm + k[None, :], mask=mm & (k < K)[None, :], other=0.0)
             xh = tl.load(x + m[:, None] * sxm + (k + HALF)[None, :], mask=mm & (k + HALF < K)[None, :], other=0.0)
@@ -279,12 +278,14 @@ _INT8_ROWS_TUNED = triton.autotune(_configs(_INT8_ROWS_BLOCKS, warps=(4,), stage
                                    key=["N", "K"], prune_configs_by={"early_config_prune": _split_fitting}
                                    )(_int8_rows_kernel)
 _INT4_TUNED = triton.autotune(_configs(_INT4_BLOCKS, warps=(4,), stages=(3, 4), loop_stages=False),
-                              key=["M", "N", "K"], prune_configs_by={"early_config_prune": _split_fitting})(_int4_kernel)
+                              key=["M", "N", "K"], prune_configs_by={"early_config_prune": _split_fitting}
+                              )(_int4_kernel)
 _INT4_ROW_BLOCKS = [dict(BN=64, GPI=gpi, SPLIT=sp) for gpi in (1, 2) for sp in (1, 2, 4, 8)]
 _INT4_ROW_TUNED = triton.autotune(_configs(_INT4_ROW_BLOCKS, warps=(4,), stages=(3, 4)), key=["N", "K"],
                                   prune_configs_by={"early_config_prune": _split_fitting})(_int4_row_kernel)
 _WORKSPACES: dict = {}
-_BIAS = {torch.bfloat16: 128.0, torch.float16: 1024.0, torch.float32: 0.0}
+_NIBBLE_BIAS = {torch.bfloat16: (128.0, 0x4300), torch.float16: (1024.0, 0x6400), torch.float32: (0.0, 0x4B000000)}
+"""(BIAS, MAGIC) of `_biased_nibbles`: MAGIC is BIAS's bit pattern (float32: 2**23's, taken off again)."""
 
 
 def _prepare(x: torch.Tensor, n: int, residual):
@@ -362,7 +363,8 @@ def int4_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, offset: t
             _INT4_ROW_TUNED[lambda meta: (triton.cdiv(N, meta["BN"]), meta["SPLIT"])](*args, ASM=True, **flags)
         return y.reshape(*x.shape[:-1], N)
     args = (rows, q, scale, offset, res, y, part, count, M, N, K, NG, rows.stride(0), srm, y.stride(0))
-    flags.update(BIAS=_BIAS[x.dtype], F32_DOT=interpreting())
+    bias, magic = _NIBBLE_BIAS[x.dtype]
+    flags.update(BIAS=bias, MAGIC=magic, F32_DOT=interpreting())
     if interpreting():
         _int4_kernel[(triton.cdiv(N, 16), _INTERPRETER_SPLIT)](*args, BN=16, GPI=2, SPLIT=_INTERPRETER_SPLIT, **flags)
     else:
