@@ -199,6 +199,32 @@ def test_hf_hub_resolves_offline_from_the_cache(tmp_path, monkeypatch):
         build_model("hf-hub:acme/tiny-xlstm")
 
 
+def test_source_digests_identify_a_checkpoints_files(tmp_path, monkeypatch):
+    """The digests that identify a base (adapters and LoRA runs record them): those its index records, else
+    read; a Hugging Face cache blob by its name (the cache names LFS blobs by their sha256), not read."""
+    save_pretrained(small_model(), tmp_path / "src")
+    names = ["config.json", "model.safetensors", "zoo.yaml"]
+    truth = {n: checkpoints.sha256_file(tmp_path / "src" / n) for n in names}
+    assert checkpoints.source_digests(f"local-dir:{tmp_path / 'src'}") == truth
+    (tmp_path / "src" / "model.safetensors.index.json").unlink()  # nothing recorded: every file read
+    assert checkpoints.source_digests(f"local-dir:{tmp_path / 'src'}") == truth
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    fake_hub_snapshot(tmp_path / "hub", "acme/tiny-xlstm", tmp_path / "src")
+    snapshot = next((tmp_path / "hub").glob("models--acme--tiny-xlstm/snapshots/*"))
+    blob = tmp_path / "hub" / "models--acme--tiny-xlstm" / "blobs" / ("ab" * 32)  # not the file's real digest
+    blob.parent.mkdir()
+    (snapshot / "model.safetensors").rename(blob)
+    (snapshot / "model.safetensors").symlink_to(blob)
+    assert checkpoints.source_digests("hf-hub:acme/tiny-xlstm") == {**truth, "model.safetensors": "ab" * 32}
+
+    now = {**truth, "model.safetensors": "cd" * 32, "extra.bin": "ef" * 32}
+    del now["zoo.yaml"]
+    assert checkpoints.changed_files(truth, now) == [
+        "extra.bin: new", f"model.safetensors: sha256 {truth['model.safetensors'][:12]}... then, cdcdcdcdcdcd... now",
+        "zoo.yaml: missing now"]
+
+
 def test_zoo_weights_spec_sha256_is_verified(tmp_path):
     model = small_model()
     save_pretrained(model, tmp_path)

@@ -214,6 +214,54 @@ def test_a_resumed_lora_run_ends_like_the_uninterrupted_one_from_adapter_only_ch
     assert all(torch.equal(p, final[n]) for n, p in tuned.state_dict().items())
 
 
+def _perturbed_copy(base: Path, to: Path) -> None:
+    """`base` saved again at `to` with one weight changed (same names, shapes, config)."""
+    model = build_model(f"local-dir:{base}")
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    save_pretrained(model, to)
+
+
+def test_an_adapter_refuses_a_base_changed_after_it_was_saved(run, tmp_path, capsys):
+    """The adapter records its base's digests (those the base's index holds); loading it onto a base re-saved
+    with other weights names the changed file instead of silently computing something else."""
+    shutil.copytree(run / "base", tmp_path / "base")
+    ref = adapters.ModelRef(name=f"local-dir:{tmp_path / 'base'}")
+    model = build_model(ref.name)
+    adapters.apply(model, LoRA(rank=2, alpha=4))
+    adapters.save(model, tmp_path / "adapter", ref)
+    recorded = json.loads((tmp_path / "adapter" / adapters.BASE_NAME).read_text())["base_sha256"]
+    assert set(recorded) == {"zoo.yaml", "config.json", "model.safetensors"}
+    build_model(f"local-dir:{tmp_path / 'adapter'}")  # the same base: loads
+    _perturbed_copy(tmp_path / "base", tmp_path / "base")
+    with pytest.raises(adapters.CheckpointError, match=r"whose weights have changed since: model\.safetensors: sha256"):
+        build_model(f"local-dir:{tmp_path / 'adapter'}")
+    assert main(["build", f"local-dir:{tmp_path / 'adapter'}"]) == 2
+    assert "whose weights have changed since" in capsys.readouterr().err
+
+
+def test_resuming_a_lora_run_refuses_a_changed_base(run, tmp_path, monkeypatch, capsys):
+    """The run records its base's digests; a resume, which reads the frozen base again, refuses another one."""
+    shutil.copytree(run / "base", tmp_path / "base")
+    args = ["train", str(run / "lora.yaml"), f"model.name=local-dir:{tmp_path / 'base'}", "train.max_steps=2",
+            "train.checkpoint_every=1", "--out", str(tmp_path / "run")]
+    save = checkpoint.save
+
+    def save_then_crash(root, step, *rest):
+        folder = save(root, step, *rest)
+        raise Crash(folder)
+
+    monkeypatch.setattr(checkpoint, "save", save_then_crash)
+    with pytest.raises(Crash):
+        main(args)
+    monkeypatch.setattr(checkpoint, "save", save)
+    _perturbed_copy(tmp_path / "base", tmp_path / "base")
+    assert main([*args, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"the run in {tmp_path / 'run'} was made on local-dir:{tmp_path / 'base'}" in err
+    assert "model.safetensors: sha256" in err and "zoo.yaml" not in err
+
+
 def test_target_modules_defaults_patterns_and_errors():
     neurips = build_model("xlstm-125m-7-1", overrides={"model.num_blocks": 2, "model.slstm_at": [1],
                                                         "model.embedding_dim": 64, "model.vocab_size": 32})

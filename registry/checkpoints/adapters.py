@@ -7,8 +7,9 @@ and a merged model can be fused again for inference.
 
 An adapter directory holds peft's `adapter_config.json` and `adapter_model.safetensors` (keys
 `base_model.model.<module>.lora_A.weight`, as `PeftModel.save_pretrained` writes them) and `zoo_adapter.json`:
-the base as a recipe's model reference (name, pretrained, overrides) and the sha256 of both files. It is
-written last, so a crash mid-save leaves digests that do not match, never an adapter that loads half-new.
+the base as a recipe's model reference (name, pretrained, overrides), the sha256 of the base's files when it is
+a checkpoint directory (loading refuses a base that changed since) and the sha256 of both adapter files. It
+is written last, so a crash mid-save leaves digests that do not match, never an adapter that loads half-new.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from torch import nn
 from ...schemas.recipe import LORA_TARGETS, LoRA, ModelRef
 from ...xlstm import set_weight_mode
 from ..factory import parse_dtype
-from .store import CheckpointError, atomic_write, iter_tensors, load_tensors, sha256_file, verify_sha256
+from ..index import SOURCE_PREFIXES
+from .store import ADAPTER_CONFIG_NAME as CONFIG_NAME
+from .store import (CheckpointError, atomic_write, changed_files, iter_tensors, load_tensors, sha256_file,
+                    source_digests, verify_sha256)
 
-CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 BASE_NAME = "zoo_adapter.json"
 PEFT_PREFIX = "base_model.model."  # PeftModel's attribute path to the wrapped model
@@ -116,10 +119,24 @@ def save(model: nn.Module, directory: Path, base: ModelRef) -> Path:
     config.update(base_model_name_or_path=base.name, peft_type=str(config["peft_type"].value),
                   target_modules=sorted(config["target_modules"]))
     _write(directory / CONFIG_NAME, config)
-    record = {"base": base.model_dump(mode="json"),
+    record = {"base": base.model_dump(mode="json"), "base_sha256": base_digests(base),
               "sha256": {name: sha256_file(directory / name) for name in (CONFIG_NAME, WEIGHTS_NAME)}}
     _write(directory / BASE_NAME, record)
     return directory
+
+
+def base_digests(base: ModelRef) -> dict[str, str]:
+    """What identifies a base's weights (`source_digests`) when it is a checkpoint directory; {} for a zoo
+    entry (its weights are pinned by the entry's digests) or a fresh model."""
+    return source_digests(base.name) if base.name.startswith(SOURCE_PREFIXES) else {}
+
+
+def check_base(base: ModelRef, recorded: dict[str, str], what: str) -> None:
+    """Refuse a base whose files are not those `recorded` (by base_digests) when `what` was made on it."""
+    changes = changed_files(recorded, base_digests(base)) if recorded else []
+    if changes:
+        raise CheckpointError(f"{what} was made on {base.name}, whose weights have changed since: "
+                              f"{'; '.join(changes)}")
 
 
 def _write(path: Path, doc: dict) -> None:
@@ -145,7 +162,9 @@ def _record(directory: Path) -> dict:
 def read_base(directory: Path, overrides=None) -> tuple[ModelRef, list[str]]:
     """The base an adapter directory names, and the overrides to build it with: its own, then `overrides`
     (as `key=value` strings, JSON values being YAML)."""
-    base = ModelRef.model_validate(_record(Path(directory))["base"])
+    record = _record(Path(directory))
+    base = ModelRef.model_validate(record["base"])
+    check_base(base, record.get("base_sha256", {}), f"the adapter in {directory}")
     mine = [f"{key}={json.dumps(value)}" for key, value in base.overrides.items()]
     if isinstance(overrides, Mapping):
         overrides = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]

@@ -44,6 +44,7 @@ SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_INDEX_NAME = "model.safetensors.index.json"
 PICKLE_WEIGHTS_NAMES = ("pytorch_model.bin", "model.pt", "model.pth")
 PICKLE_INDEX_NAME = "pytorch_model.bin.index.json"
+ADAPTER_CONFIG_NAME = "adapter_config.json"  # peft's; an adapter directory (checkpoints/adapters.py)
 WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # added by torch.compile and DataParallel/DDP
 
 PathLike = Union[str, os.PathLike]
@@ -589,6 +590,34 @@ def resolve_source(source: str, *, revision: Optional[str] = None,
         return snapshot
     except (FileNotFoundError, ValueError) as e:
         raise CheckpointError(str(e)) from None
+
+
+def source_digests(source: str) -> dict[str, str]:
+    """sha256 by file name of what a checkpoint directory source (`local-dir:`, `hf-hub:`, `zoo-data:`) holds:
+    its config and weight files (an adapter directory: all its files). What identifies the weights a run or an
+    adapter was built on, so that a resume or a later load can tell that they changed. Digests an index
+    records are taken as they are (loading verifies them), a Hugging Face cache blob is named by its own;
+    other files are read."""
+    directory = resolve_source(source)
+    if (directory / ADAPTER_CONFIG_NAME).is_file():
+        files, recorded = sorted(p for p in directory.iterdir() if p.is_file()), {}
+    else:
+        found = find_weight_files(directory)
+        files = [directory / n for n in (ZOO_CONFIG_NAME, CONFIG_NAME) if (directory / n).is_file()] + found.files
+        recorded = found.sha256
+
+    def digest(path: Path) -> str:
+        blob = Path(os.path.realpath(path)).name
+        return recorded.get(path.name) or (blob if re.fullmatch(r"[0-9a-f]{64}", blob) else sha256_file(path))
+
+    return {path.name: digest(path) for path in files}
+
+
+def changed_files(recorded: dict[str, str], now: dict[str, str]) -> list[str]:
+    """What differs between two `source_digests`, said per file."""
+    return [f"{name}: " + ("missing now" if name not in now else "new" if name not in recorded else
+                           f"sha256 {recorded[name][:12]}... then, {now[name][:12]}... now")
+            for name in sorted(recorded.keys() | now.keys()) if recorded.get(name) != now.get(name)]
 
 
 def load_pretrained(config, weights, *, device=None, dtype=None, strict: bool = True) -> nn.Module:

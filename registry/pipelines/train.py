@@ -5,6 +5,7 @@ processes is distributed.py's part (`wrap_model`)."""
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -68,6 +69,11 @@ def _run_differences(a: Recipe, b: Recipe) -> list[str]:
             if new.get(key) != old.get(key)]
 
 
+BASE_DIGESTS = "base_sha256.json"
+"""An adapter run's record of its base's files (checkpoints.adapters.base_digests), checked on --resume: the
+checkpoints hold only the adapter, the frozen base is read again from its source."""
+
+
 def train(recipe: Recipe, out: Path, resume: bool = False) -> dict:
     """Train per the recipe into `out`; returns the final validation metrics (with the step reached)."""
     cfg = recipe.train
@@ -102,10 +108,14 @@ def _train(recipe: Recipe, out: Path, resume: bool, dist: Dist) -> dict:
         if differences:
             raise ValueError(f"--resume: the recipe differs from the one {out} was started with "
                              f"({out / 'recipe.yaml'}): {'; '.join(differences)}")
+        if recipe.adapter and (out / BASE_DIGESTS).is_file():  # the frozen base comes back from its source
+            adapters.check_base(recipe.model, json.loads((out / BASE_DIGESTS).read_text()), f"the run in {out}")
         start, finished = checkpoint.load(found, model, optimizer, scheduler)
     elif dist.main:
         out.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, out / "recipe.yaml")
+        if recipe.adapter:
+            (out / BASE_DIGESTS).write_text(json.dumps(adapters.base_digests(recipe.model), indent=2) + "\n")
     log = MetricsLog(out / "metrics.jsonl", start if found else None) if dist.main else None
     if finished:
         metrics = {"step": start, **_validate(recipe, task, model, dist)}
