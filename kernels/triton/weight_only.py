@@ -20,7 +20,7 @@ How (measured on an H200: benchmarks/README.md, issue 12):
   register at once), one FMA to dequantize and one to accumulate (24-37% of bandwidth, ~1.3x the
   tensor-core kernel). Several rows: each nibble becomes `BIAS + q` by one bit pattern, the tensor cores
   multiply it with all rows, and the group's scale and offset are applied once per group to the product
-  (27-34%: the shared-memory round trips into the dot's layout cap it near 3e12 weights/s).
+  (27-34%: like every kernel here it tops out near 2.5-3e12 weights/s, a cap per weight, not per byte).
 - Narrow products (4096 outputs: 32-64 programs for 132 multiprocessors) are split over the inputs
   (`_finish`), the split count autotuned per shape.
 """
@@ -222,7 +222,7 @@ def _int4_row_kernel(x, q, scale, offset, res, y, part, count, N, K, NG, BN: tl.
                      ASM: tl.constexpr):
     """One input row (B=1 decode) on the CUDA cores, one float32 sum per lane: per weight 1.5 integer
     instructions (`_nibbles_f32`), one FMA to dequantize (the 2048 folded into the offset: w = v s' + b -
-    2048 s') and one to accumulate. The tensor-core kernel's route into the dot's layout caps it lower."""
+    2048 s') and one to accumulate: ~1.3x the tensor-core kernel for one row on an H200."""
     HALF: tl.constexpr = G // 2
     EXACT: tl.constexpr = x.dtype.element_ty == tl.float32  # float32 takes the 2048 off first (exact)
     n = tl.program_id(0) * BN + tl.arange(0, BN)
