@@ -20,7 +20,7 @@ How (measured on an H200: benchmarks/README.md, issue 12):
   register at once), one FMA to dequantize and one to accumulate (24-37% of bandwidth, ~1.3x the
   tensor-core kernel). Several rows: each nibble becomes `BIAS + q` by one bit pattern, the tensor cores
   multiply it with all rows, and the group's scale and offset are applied once per group to the product
-  (27-34%: like every kernel here it tops out near 2.5-3e12 weights/s, a cap per weight, not per byte).
+  (27-34%: ~3e12 weights/s, no more than int8's kernels reach: a limit per weight, not per byte).
 - Narrow products (4096 outputs: 32-64 programs for 132 multiprocessors) are split over the inputs
   (`_finish`), the split count autotuned per shape.
 """
