@@ -105,8 +105,9 @@ def _peft_config(model: nn.Module):
     return config
 
 
-def save(model: nn.Module, directory: Path, base: ModelRef) -> Path:
-    """Write the adapter of `model` (not its base) in peft's layout, naming the base it was trained on."""
+def save(model: nn.Module, directory: Path, base: ModelRef, base_sha256: dict | None = None) -> Path:
+    """Write the adapter of `model` (not its base) in peft's layout, naming the base it was trained on.
+    base_sha256: the base's `base_digests` where known (a run records them when it starts), else read now."""
     peft = _peft()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -119,7 +120,8 @@ def save(model: nn.Module, directory: Path, base: ModelRef) -> Path:
     config.update(base_model_name_or_path=base.name, peft_type=str(config["peft_type"].value),
                   target_modules=sorted(config["target_modules"]))
     _write(directory / CONFIG_NAME, config)
-    record = {"base": base.model_dump(mode="json"), "base_sha256": base_digests(base),
+    record = {"base": base.model_dump(mode="json"),
+              "base_sha256": base_digests(base) if base_sha256 is None else base_sha256,
               "sha256": {name: sha256_file(directory / name) for name in (CONFIG_NAME, WEIGHTS_NAME)}}
     _write(directory / BASE_NAME, record)
     return directory

@@ -101,7 +101,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, dist: Dist) -> dict:
     optimizer = torch.optim.AdamW(param_groups(model, recipe.optimizer.weight_decay), lr=recipe.optimizer.lr,
                                   betas=recipe.optimizer.betas, eps=recipe.optimizer.eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(recipe.schedule, cfg.max_steps))
-    start, finished = 0, False
+    start, finished, digests = 0, False, None
     found = checkpoint.latest(out / "checkpoints") if resume else None
     if found is not None:
         differences = _run_differences(recipe, load_recipe(out / "recipe.yaml"))
@@ -109,13 +109,15 @@ def _train(recipe: Recipe, out: Path, resume: bool, dist: Dist) -> dict:
             raise ValueError(f"--resume: the recipe differs from the one {out} was started with "
                              f"({out / 'recipe.yaml'}): {'; '.join(differences)}")
         if recipe.adapter and (out / BASE_DIGESTS).is_file():  # the frozen base comes back from its source
-            adapters.check_base(recipe.model, json.loads((out / BASE_DIGESTS).read_text()), f"the run in {out}")
+            digests = json.loads((out / BASE_DIGESTS).read_text())
+            adapters.check_base(recipe.model, digests, f"the run in {out}")
         start, finished = checkpoint.load(found, model, optimizer, scheduler)
     elif dist.main:
         out.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, out / "recipe.yaml")
         if recipe.adapter:
-            (out / BASE_DIGESTS).write_text(json.dumps(adapters.base_digests(recipe.model), indent=2) + "\n")
+            digests = adapters.base_digests(recipe.model)
+            (out / BASE_DIGESTS).write_text(json.dumps(digests, indent=2) + "\n")
     log = MetricsLog(out / "metrics.jsonl", start if found else None) if dist.main else None
     if finished:
         metrics = {"step": start, **_validate(recipe, task, model, dist)}
@@ -124,7 +126,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, dist: Dist) -> dict:
     plain = plain_copy(model, dist)
     if dist.main:
         if recipe.adapter:
-            adapters.save(plain, out / "model", recipe.model)
+            adapters.save(plain, out / "model", recipe.model, digests)
         else:
             save_pretrained(plain, out / "model")
         if task.tokenizer is not None:  # model/ is self-contained: lm-eval and `eval --data` find it there
