@@ -317,6 +317,16 @@ def _split_workspace(device: torch.device, n: int):
     return _WORKSPACES[key]
 
 
+def _launch_split(kernel, tuned, n: int, args: tuple, interpreted: dict, **flags) -> None:
+    """A product of the split kernels: on a GPU the config tuned for its shape, in the interpreter one small
+    block (plus `interpreted`) split in _INTERPRETER_SPLIT."""
+    if interpreting():
+        kernel[(triton.cdiv(n, 16), _INTERPRETER_SPLIT)](*args, BN=16, SPLIT=_INTERPRETER_SPLIT, **interpreted,
+                                                         **flags)
+    else:
+        tuned[lambda meta: (triton.cdiv(n, meta["BN"]), meta["SPLIT"])](*args, **flags)
+
+
 def int8_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, residual=None) -> torch.Tensor:
     """[residual +] x (..., K) @ (q * scale[:, None]).T for q (N, K) int8: (..., N) in x's dtype. One row on
     the CUDA cores (`_int8_kernel`), several on the tensor cores (`_int8_rows_kernel`)."""
@@ -334,11 +344,7 @@ def int8_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, residual=
         return y.reshape(*x.shape[:-1], N)
     part, count = _split_workspace(x.device, N)
     args = (rows, u8, scale, res, y, part, count, M, N, K, rows.stride(0), srm, y.stride(0))
-    if interpreting():
-        _int8_rows_kernel[(triton.cdiv(N, 16), _INTERPRETER_SPLIT)](*args, BN=16, BK=32, SPLIT=_INTERPRETER_SPLIT,
-                                                                    F32_DOT=True, **flags)
-    else:
-        _INT8_ROWS_TUNED[lambda meta: (triton.cdiv(N, meta["BN"]), meta["SPLIT"])](*args, F32_DOT=False, **flags)
+    _launch_split(_int8_rows_kernel, _INT8_ROWS_TUNED, N, args, dict(BK=32), F32_DOT=interpreting(), **flags)
     return y.reshape(*x.shape[:-1], N)
 
 
@@ -356,17 +362,11 @@ def int4_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, offset: t
     M, flags = rows.shape[0], dict(G=G, HAS_RES=residual is not None)
     if M == 1:
         args = (rows, q, scale, offset, res, y, part, count, N, K, NG)
-        if interpreting():
-            _int4_row_kernel[(triton.cdiv(N, 16), _INTERPRETER_SPLIT)](*args, BN=16, GPI=2, SPLIT=_INTERPRETER_SPLIT,
-                                                                       STAGES=1, ASM=False, **flags)
-        else:
-            _INT4_ROW_TUNED[lambda meta: (triton.cdiv(N, meta["BN"]), meta["SPLIT"])](*args, ASM=True, **flags)
+        _launch_split(_int4_row_kernel, _INT4_ROW_TUNED, N, args, dict(GPI=2, STAGES=1), ASM=not interpreting(),
+                      **flags)
         return y.reshape(*x.shape[:-1], N)
     args = (rows, q, scale, offset, res, y, part, count, M, N, K, NG, rows.stride(0), srm, y.stride(0))
     bias, magic = _NIBBLE_BIAS[x.dtype]
     flags.update(BIAS=bias, MAGIC=magic, F32_DOT=interpreting())
-    if interpreting():
-        _int4_kernel[(triton.cdiv(N, 16), _INTERPRETER_SPLIT)](*args, BN=16, GPI=2, SPLIT=_INTERPRETER_SPLIT, **flags)
-    else:
-        _INT4_TUNED[lambda meta: (triton.cdiv(N, meta["BN"]), meta["SPLIT"])](*args, **flags)
+    _launch_split(_int4_kernel, _INT4_TUNED, N, args, dict(GPI=2), **flags)
     return y.reshape(*x.shape[:-1], N)
