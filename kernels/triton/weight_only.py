@@ -40,9 +40,9 @@ MAX_ROWS = 16
 
 
 def _configs(blocks: list[dict], warps=(4, 8), stages=(2, 3, 4), loop_stages: bool = True) -> list:
-    """Weight tiles in flight. int8's loop has no dot: Triton pipelines it only when its tl.range is told
-    (STAGES); int4's weights feed dots, which the launch's num_stages pipelines (telling its loop also
-    pipelines the group scales: more instructions per weight)."""
+    """Weight tiles in flight. The one-row loops have no dot: Triton pipelines them only when their tl.range
+    is told (STAGES); the tensor-core kernels' weights feed dots, which the launch's num_stages pipelines
+    (telling int4's loop also pipelines the group scales: more instructions per weight)."""
     return [triton.Config({**b, "STAGES": s} if loop_stages else b, num_warps=w, num_stages=s)
             for b in blocks for w in warps for s in stages]
 
