@@ -37,8 +37,8 @@ KERNELS = {  # signature, fixed constexprs, weights per loop step from the confi
     "int4": (wo._int4_kernel, wo._INT4_TUNED,
              {"x": "*bf16", "q": "*u8", "scale": "*bf16", "offset": "*bf16", "res": "*bf16", "y": "*bf16",
               "part": "*fp32", "count": "*i32", **{k: "i32" for k in INTS}},
-             {"G": 128, "BIAS": 128.0, "MAGIC": 0x4300, "HAS_RES": False, "F32_DOT": False},
-             lambda c: c["BN"] * c["GPI"] * 128),
+             {"G": 128, "BIAS": 128.0, "MAGIC": 0x4300, "HAS_RES": False, "F32_DOT": False, "ASM": True},
+             lambda c: c["BN"] * 128),
 }
 
 

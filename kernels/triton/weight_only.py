@@ -14,13 +14,14 @@ Layouts (xlstm/quantized.py makes them):
 
 How (measured on an H200: benchmarks/README.md, issue 12):
 - int8, one row: CUDA cores, one float32 sum per lane, the weight tiles pipelined (55-87% of copy
-  bandwidth; 2.69 ms per 7B token). Several rows: the tensor cores, each tile converted to the input's type
+  bandwidth; 2.63 ms per 7B token). Several rows: the tensor cores, each tile converted to the input's type
   (exact), since a program per row would read the weights once per row (L2 does not spare it).
 - int4, one row: CUDA cores, the nibbles written into float32 mantissas by inline PTX (four bytes per
-  register at once), one FMA to dequantize and one to accumulate (24-37% of bandwidth, ~1.3x the
-  tensor-core kernel). Several rows: each nibble becomes `BIAS + q` by one bit pattern, the tensor cores
-  multiply it with all rows, and the group's scale and offset are applied once per group to the product
-  (27-34%: ~3e12 weights/s, no more than int8's kernels reach: a limit per weight, not per byte).
+  register at once), one FMA to dequantize and one to accumulate (26-42% of bandwidth; 2.95 ms per token).
+  Several rows: inline PTX writes each nibble into a 16-bit `BIAS + q` (two per register, as the tensor
+  cores take them), the tensor cores multiply them with all rows, and the group's scale and offset are
+  applied once per group to the product (~1.1x slower than the row kernel at one row). Both stay near
+  ~3e12 weights/s: the per-weight instructions (5.9 and 3.9 in the sm_90 builds) bound them, not the bytes.
 - Narrow products (4096 outputs: 32-64 programs for 132 multiprocessors) are split over the inputs
   (`_finish`), the split count autotuned per shape.
 """
@@ -111,15 +112,41 @@ def _nibbles_f32(p, ASM: tl.constexpr):
     return lo.to(tl.float32, bitcast=True), hi.to(tl.float32, bitcast=True)
 
 
+def _pairs_asm(magic: int) -> str:
+    """Bytes b0..b3 of the 32-bit register $4 to BIAS + nibble in 16-bit pairs (MAGIC, BIAS's bit pattern, in
+    both halves): PRMT puts b0 | b1 (and b2 | b3) into the low bytes of the halves, one LOP3 (lut 0xEA = a & b
+    | c) writes the low nibbles into the mantissas, a shift and another LOP3 the high ones. 8 instructions for
+    8 weights, already packed as the tensor cores take them."""
+    m = f"0x{magic:04X}{magic:04X}"
+    return ("{\n.reg .b32 t0, t1, t2, t3;\n"
+            "prmt.b32 t0, $4, $4, 0x1100;\nprmt.b32 t1, $4, $4, 0x3322;\n"
+            f"lop3.b32 $0, t0, 0x000F000F, {m}, 0xEA;\nlop3.b32 $1, t1, 0x000F000F, {m}, 0xEA;\n"
+            "shr.b32 t2, t0, 4;\nshr.b32 t3, t1, 4;\n"
+            f"lop3.b32 $2, t2, 0x000F000F, {m}, 0xEA;\nlop3.b32 $3, t3, 0x000F000F, {m}, 0xEA;\n}}")
+
+
+_BF16_PAIRS_ASM = tl.constexpr(_pairs_asm(0x4300))
+_FP16_PAIRS_ASM = tl.constexpr(_pairs_asm(0x6400))
+
+
 @triton.jit
-def _biased_nibbles(p, dt: tl.constexpr, MAGIC: tl.constexpr):
+def _biased_nibbles(p, dt: tl.constexpr, MAGIC: tl.constexpr, ASM: tl.constexpr):
     """BIAS + the low and the high nibble of each byte of p, exact, in dt, made by writing the nibble into
     the mantissa of MAGIC (a number whose last mantissa bit is worth 1): no conversion instruction. BIAS and
-    MAGIC per dtype: `_NIBBLE_BIAS` (float32 takes its 2**23 off again: it would cancel in the sums)."""
+    MAGIC per dtype: `_NIBBLE_BIAS` (float32 takes its 2**23 off again: it would cancel in the sums). ASM
+    (16-bit dt on a GPU): four bytes at once (`_pairs_asm`); the plain form gives the same bits."""
     if dt == tl.float32:
         pi = p.to(tl.int32)
         lo = ((pi & 15) | MAGIC).to(tl.float32, bitcast=True) - 8388608.0
         hi = ((pi >> 4) | MAGIC).to(tl.float32, bitcast=True) - 8388608.0
+    elif ASM and dt == tl.bfloat16:
+        lo, hi = tl.inline_asm_elementwise(_BF16_PAIRS_ASM, "=r,=r,=r,=r,r", [p], dtype=(tl.bfloat16, tl.bfloat16),
+                                           is_pure=True,
+                                           pack=4)
+    elif ASM:
+        lo, hi = tl.inline_asm_elementwise(_FP16_PAIRS_ASM, "=r,=r,=r,=r,r", [p], dtype=(tl.float16, tl.float16),
+                                           is_pure=True,
+                                           pack=4)
     else:
         pi = p.to(tl.int16)
         lo = ((pi & 15) | MAGIC).to(dt, bitcast=True)
@@ -181,9 +208,9 @@ def _int8_rows_kernel(x, q, scale, res, y, part, count, M, N, K, sxm, srm, sym, 
 
 @triton.jit
 def _int4_kernel(x, q, scale, offset, res, y, part, count, M, N, K, NG, sxm, srm, sym, BN: tl.constexpr,
-                 GPI: tl.constexpr, SPLIT: tl.constexpr, G: tl.constexpr, BIAS: tl.constexpr, MAGIC: tl.constexpr,
-                 HAS_RES: tl.constexpr, F32_DOT: tl.constexpr):
-    """All (<= 16) input rows per program, GPI groups per loop step, the groups split over SPLIT programs
+                 SPLIT: tl.constexpr, G: tl.constexpr, BIAS: tl.constexpr, MAGIC: tl.constexpr,
+                 HAS_RES: tl.constexpr, F32_DOT: tl.constexpr, ASM: tl.constexpr):
+    """All (<= 16) input rows per program, one group per loop step, the groups split over SPLIT programs
     (`_finish`). Per group: d = x . (BIAS + q) over the group's inputs (two tensor-core products: low and
     high nibbles), then y += s (d - BIAS X) + b X with X the group's input sum. F32_DOT: both operands in
     float32 (the interpreter's 16-bit dot is wrong)."""
@@ -197,22 +224,19 @@ def _int4_kernel(x, q, scale, offset, res, y, part, count, M, N, K, NG, sxm, srm
     g_start = tl.program_id(1) * per_split
     g_end = tl.minimum(g_start + per_split, NG)
     acc = tl.zeros([16, BN], dtype=tl.float32)
-    for g0 in tl.range(g_start, g_end, GPI):
-        for gi in tl.static_range(GPI):
-            g = g0 + gi
-            mg = mn & (g + 0 * n < g_end)
-            lo, hi = _biased_nibbles(tl.load(weights + g * HALF + j[None, :], mask=mg[:, None], other=0),
-                                     x.dtype.element_ty, MAGIC)
-            k = g * G + j
-            xl = tl.load(x + m[:, None] * sxm + k[None, :], mask=mm & (k < K)[None, :], other=0.0)
-            xh = tl.load(x + m[:, None] * sxm + (k + HALF)[None, :], mask=mm & (k + HALF < K)[None, :], other=0.0)
-            if F32_DOT:
-                lo, hi, xl, xh = lo.to(tl.float32), hi.to(tl.float32), xl.to(tl.float32), xh.to(tl.float32)
-            d = tl.dot(xh, tl.trans(hi), tl.dot(xl, tl.trans(lo), input_precision="ieee"), input_precision="ieee")
-            xs = tl.sum(xl.to(tl.float32) + xh.to(tl.float32), 1)[:, None]
-            s = tl.load(scale + g * N + n, mask=mg, other=0.0).to(tl.float32)[None, :]
-            b = tl.load(offset + g * N + n, mask=mg, other=0.0).to(tl.float32)[None, :]
-            acc += s * (d - BIAS * xs) + b * xs
+    for g in tl.range(g_start, g_end):
+        lo, hi = _biased_nibbles(tl.load(weights + g * HALF + j[None, :], mask=mn[:, None], other=0),
+                                 x.dtype.element_ty, MAGIC, ASM)
+        k = g * G + j
+        xl = tl.load(x + m[:, None] * sxm + k[None, :], mask=mm & (k < K)[None, :], other=0.0)
+        xh = tl.load(x + m[:, None] * sxm + (k + HALF)[None, :], mask=mm & (k + HALF < K)[None, :], other=0.0)
+        if F32_DOT:
+            lo, hi, xl, xh = lo.to(tl.float32), hi.to(tl.float32), xl.to(tl.float32), xh.to(tl.float32)
+        d = tl.dot(xh, tl.trans(hi), tl.dot(xl, tl.trans(lo), input_precision="ieee"), input_precision="ieee")
+        xs = tl.sum(xl.to(tl.float32) + xh.to(tl.float32), 1)[:, None]
+        s = tl.load(scale + g * N + n, mask=mn, other=0.0).to(tl.float32)[None, :]
+        b = tl.load(offset + g * N + n, mask=mn, other=0.0).to(tl.float32)[None, :]
+        acc += s * (d - BIAS * xs) + b * xs
     _finish(acc, part, count, res, y, M, N, srm, sym, BN, SPLIT, HAS_RES)
 
 
@@ -260,7 +284,7 @@ _INT8_TUNED = triton.autotune(_configs([dict(BN=bn, BK=bk) for bn in (16, 32) fo
                               key=["N", "K"], prune_configs_by={"early_config_prune": _fitting})(_int8_kernel)
 _SPLIT_PROGRAMS = 1024
 """Split products have at most this many programs (~8 per multiprocessor): more only adds partial sums."""
-_INT4_BLOCKS = [dict(BN=bn, GPI=gpi, SPLIT=sp) for bn in (64, 128) for gpi in (1, 2) for sp in (1, 2, 4, 8, 16)]
+_INT4_BLOCKS = [dict(BN=bn, SPLIT=sp) for bn in (64, 128) for sp in (1, 2, 4, 8, 16)]
 _INT8_ROWS_BLOCKS = [dict(BN=bn, BK=bk, SPLIT=sp) for bn in (64, 128) for bk in (64, 128) for sp in (1, 2, 4, 8)]
 _INTERPRETER_SPLIT = 3
 """The interpreter's split of every product (tests set 1 to check the unsplit path)."""
@@ -277,7 +301,7 @@ def _split_fitting(configs, named_args, **kwargs) -> list:
 _INT8_ROWS_TUNED = triton.autotune(_configs(_INT8_ROWS_BLOCKS, warps=(4,), stages=(3, 4), loop_stages=False),
                                    key=["N", "K"], prune_configs_by={"early_config_prune": _split_fitting}
                                    )(_int8_rows_kernel)
-_INT4_TUNED = triton.autotune(_configs(_INT4_BLOCKS, warps=(4,), stages=(3, 4), loop_stages=False),
+_INT4_TUNED = triton.autotune(_configs(_INT4_BLOCKS, warps=(4,), stages=(3,), loop_stages=False),
                               key=["M", "N", "K"], prune_configs_by={"early_config_prune": _split_fitting}
                               )(_int4_kernel)
 _INT4_ROW_BLOCKS = [dict(BN=64, GPI=gpi, SPLIT=sp) for gpi in (1, 2) for sp in (1, 2, 4, 8)]
@@ -367,6 +391,6 @@ def int4_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, offset: t
         return y.reshape(*x.shape[:-1], N)
     args = (rows, q, scale, offset, res, y, part, count, M, N, K, NG, rows.stride(0), srm, y.stride(0))
     bias, magic = _NIBBLE_BIAS[x.dtype]
-    flags.update(BIAS=bias, MAGIC=magic, F32_DOT=interpreting())
-    _launch_split(_int4_kernel, _INT4_TUNED, N, args, dict(GPI=2), **flags)
+    flags.update(BIAS=bias, MAGIC=magic, F32_DOT=interpreting(), ASM=not interpreting())
+    _launch_split(_int4_kernel, _INT4_TUNED, N, args, {}, **flags)
     return y.reshape(*x.shape[:-1], N)

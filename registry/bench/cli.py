@@ -33,7 +33,8 @@ def models(args) -> int:
         bench_models.bench_batches(rep, [int(b) for b in args.batches.split(",") if b])
         _write(rep, args.what, args.out)  # what is measured so far, should a variant below take the GPU down
         bench_models.bench_quantized(rep, *([m for m in getattr(args, a).split(",") if m]
-                                            for a in ("quantize", "compile", "zoo_quantize")))
+                                            for a in ("quantize", "compile", "zoo_quantize")),
+                                     batches=[int(b) for b in args.quantized_batches.split(",") if b])
     elif args.what == "prefill":
         bench_models.bench_prefill(rep, [int(s) for s in args.lengths.split(",")], not args.skip_variants)
     elif args.what == "lora":
@@ -78,6 +79,8 @@ def main(argv: list[str]) -> int:
                            "(e.g. int8-weight-only,float8-weight-only)")
             p.add_argument("--zoo-quantize", default="int8-weight-only,int4-weight-only",
                            help="methods also run with the zoo's layers (quantize_backend='zoo', Triton matvec)")
+            p.add_argument("--quantized-batches", default="8,16",
+                           help="batch sizes also decoded by every weight-only variant (beside B=1)")
         if what == "train":
             from .models import TRAIN_VARIANTS
             p.add_argument("--entries", default="xlstm-125m,xlstm-350m", help="zoo entries, comma-separated")

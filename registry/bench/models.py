@@ -109,8 +109,8 @@ def _decode_kind(name: str) -> str:
     name = name.lower()
     return ("mLSTM step (Triton)" if "_step_kernel" in name or "_step_gates_kernel" in name else
             "fused pointwise (Triton)" if any(k in name for k in ("rms_norm", "norm_gate", "swiglu", "soft_cap")) else
-            "weight-only matvec (zoo, Triton)" if name in ("_int8_kernel", "_int4_kernel") else
-            "int4 matrix products (tinygemm)" if "tinygemm" in name or "int4" in name else
+            "weight-only matvec (zoo, Triton)" if name.startswith(("_int8_", "_int4_")) else
+            "int4 matrix products (tinygemm)" if "tinygemm" in name else
             "torch.compile'd (inductor Triton)" if name.startswith("triton_") else
             "matrix products (cuBLAS)" if any(k in name for k in ("gemv", "gemm", "nvjet", "cutlass", "sm90")) else
             "copies" if "memcpy" in name or "copy" in name else "elementwise / norms / reductions")
@@ -245,11 +245,12 @@ def bench_batches(rep: Report, batches, prompt: int = 128):
               rows)
 
 
-def bench_quantized(rep: Report, methods, compiled=(), zoo=(), new_tokens: int = 32):
+def bench_quantized(rep: Report, methods, compiled=(), zoo=(), new_tokens: int = 32, batches=()):
     """B=1 greedy decode of the 7B with weight-only quantized projections beside bf16 (same random weights):
     torchao's layers (`methods`; `compiled`: with torch.compile'd projections) and the zoo's (`zoo`, Triton
     matvec kernels). Per variant: ms/step of the captured step, weights, last-position prefill logits and
-    greedy tokens against bf16, graph decode against the eager loop; and where the step's GPU time goes."""
+    greedy tokens against bf16, graph decode against the eager loop; and where the step's GPU time goes.
+    `batches`: the captured step's ms at those batch sizes too (the zoo's kernels take up to 16 rows)."""
     import torch
 
     from ...xlstm import cuda_graph
@@ -276,8 +277,12 @@ def bench_quantized(rep: Report, methods, compiled=(), zoo=(), new_tokens: int =
             ms = _decode_ms(model, 1)
             runner, tok = cuda_graph._RUNNERS[model], torch.zeros(1, dtype=torch.long, device="cuda")
             times = kernel_times(lambda: runner(tok))
+            batched = []
+            for B in batches:
+                model.generate(ids.expand(B, -1), 2, eos_token_id=None)
+                batched.append(_decode_ms(model, B))
         except Exception as e:  # one failing variant must not cost the others (one GPU run)
-            rows.append([name, "failed", "", "", "", f"{type(e).__name__}: {str(e)[:80]}", "", ""])
+            rows.append([name, "failed", "", "", "", f"{type(e).__name__}: {str(e)[:80]}", "", "", *["" for _ in batches]])
             print(rows[-1], flush=True)
             model = runner = None  # its memory goes before the next variant is built
             continue
@@ -285,7 +290,8 @@ def bench_quantized(rep: Report, methods, compiled=(), zoo=(), new_tokens: int =
             ref = (logits, tokens)
         same, graph_eager = (tokens == ref[1])[0], (tokens == eager)[0]
         rows.append([name, ms, 1e3 / ms, _decode_floor_ms(model, 1, bw), _weight_bytes(model) / 2**30,
-                     f"{_rel(logits, ref[0]):.2e}", _agreement(same), _agreement(graph_eager)])
+                     f"{_rel(logits, ref[0]):.2e}", _agreement(same), _agreement(graph_eager),
+                     *[f"{b_ms:.3f} ({B * 1e3 / b_ms:.0f})" for B, b_ms in zip(batches, batched)]])
         profiles.append((name, by_kind(times, _decode_kind), sorted(times.items(), key=lambda kv: -kv[1][1])[:8]))
         print(rows[-1], *profiles[-1][1], sep="\n  ", flush=True)  # a run cut short keeps what it measured
         del model, runner
@@ -294,7 +300,8 @@ def bench_quantized(rep: Report, methods, compiled=(), zoo=(), new_tokens: int =
     rep.table(f"xLSTM-7B weight-only quantized greedy decode, B=1, 128-token prompt, CUDA graph (copy bandwidth "
               f"{bw / 1e12:.2f} TB/s; targets: int8 <= 2.8 ms/token, int4 <= 1.6)",
               ["weights", "ms/step", "tokens/s", "floor ms/step", "weights GiB", "prefill logits rel. to bf16",
-               f"{new_tokens} greedy tokens vs bf16", "graph vs eager tokens"], rows)
+               f"{new_tokens} greedy tokens vs bf16", "graph vs eager tokens",
+               *[f"B={B} ms/step (tokens/s)" for B in batches]], rows)
     for name, kinds, top in profiles:
         rep.table(f"where one B=1 graph step's GPU time goes: {name}", ["kernels", "count/step", "GPU ms/step"], kinds)
         rep.table(f"top kernels of one B=1 graph step: {name}", ["kernel", "count/step", "GPU ms/step"],
