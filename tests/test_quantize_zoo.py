@@ -185,3 +185,22 @@ def test_zoo_backend_refuses_float8_and_unknown_names():
 
 if __name__ == "__main__":
     print(json.dumps({"kernels": _kernels(), "models": _models()}))
+
+
+@pytest.mark.parametrize("name", ["int8", "int8 rows", "int4 row", "int4"])
+def test_weight_only_kernels_build_for_sm90(name):
+    """What the interpreter never compiles, built for an H100/H200 (Triton's ptxas, no GPU): every kernel
+    without register spills, its weight tiles loaded by cp.async (LDGSTS: the software pipeline is on), and
+    the int4 kernels' inline-PTX forms leaner than their plain forms (what they are there for)."""
+    import re
+
+    from xlstm_zoo.kernels.triton.cubin import WEIGHT_ONLY, build
+    fn, tuned, signature, fixed = WEIGHT_ONLY[name]
+    config = tuned.configs[0]
+    out = build(fn, signature, {**config.kwargs, **fixed}, config.num_warps, config.num_stages)
+    assert out.stack == 0, f"{name} {config}: {out.stack} bytes of stack (spills)"
+    assert "LDGSTS" in out.sass
+    if "ASM" in fixed:
+        plain = build(fn, signature, {**config.kwargs, **fixed, "ASM": False}, config.num_warps, config.num_stages)
+        count = lambda sass: len(re.findall(r"/\*[0-9a-f]{4,}\*/", sass))  # noqa: E731
+        assert count(out.sass) < count(plain.sass)
