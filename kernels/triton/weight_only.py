@@ -125,8 +125,10 @@ def _pairs_asm(magic: int) -> str:
             f"lop3.b32 $2, t2, 0x000F000F, {m}, 0xEA;\nlop3.b32 $3, t3, 0x000F000F, {m}, 0xEA;\n}}")
 
 
-_BF16_PAIRS_ASM = tl.constexpr(_pairs_asm(0x4300))
-_FP16_PAIRS_ASM = tl.constexpr(_pairs_asm(0x6400))
+_NIBBLE_BIAS = {torch.bfloat16: (128.0, 0x4300), torch.float16: (1024.0, 0x6400), torch.float32: (0.0, 0x4B000000)}
+"""(BIAS, MAGIC) of `_biased_nibbles`: MAGIC is BIAS's bit pattern (float32: 2**23's, taken off again)."""
+_BF16_PAIRS_ASM = tl.constexpr(_pairs_asm(_NIBBLE_BIAS[torch.bfloat16][1]))
+_FP16_PAIRS_ASM = tl.constexpr(_pairs_asm(_NIBBLE_BIAS[torch.float16][1]))
 
 
 @triton.jit
@@ -141,12 +143,10 @@ def _biased_nibbles(p, dt: tl.constexpr, MAGIC: tl.constexpr, ASM: tl.constexpr)
         hi = ((pi >> 4) | MAGIC).to(tl.float32, bitcast=True) - 8388608.0
     elif ASM and dt == tl.bfloat16:
         lo, hi = tl.inline_asm_elementwise(_BF16_PAIRS_ASM, "=r,=r,=r,=r,r", [p], dtype=(tl.bfloat16, tl.bfloat16),
-                                           is_pure=True,
-                                           pack=4)
+                                           is_pure=True, pack=4)
     elif ASM:
         lo, hi = tl.inline_asm_elementwise(_FP16_PAIRS_ASM, "=r,=r,=r,=r,r", [p], dtype=(tl.float16, tl.float16),
-                                           is_pure=True,
-                                           pack=4)
+                                           is_pure=True, pack=4)
     else:
         pi = p.to(tl.int16)
         lo = ((pi & 15) | MAGIC).to(dt, bitcast=True)
@@ -308,8 +308,6 @@ _INT4_ROW_BLOCKS = [dict(BN=64, GPI=gpi, SPLIT=sp) for gpi in (1, 2) for sp in (
 _INT4_ROW_TUNED = triton.autotune(_configs(_INT4_ROW_BLOCKS, warps=(4,), stages=(3, 4)), key=["N", "K"],
                                   prune_configs_by={"early_config_prune": _split_fitting})(_int4_row_kernel)
 _WORKSPACES: dict = {}
-_NIBBLE_BIAS = {torch.bfloat16: (128.0, 0x4300), torch.float16: (1024.0, 0x6400), torch.float32: (0.0, 0x4B000000)}
-"""(BIAS, MAGIC) of `_biased_nibbles`: MAGIC is BIAS's bit pattern (float32: 2**23's, taken off again)."""
 
 
 def _prepare(x: torch.Tensor, n: int, residual):
