@@ -187,8 +187,9 @@ if __name__ == "__main__":
     print(json.dumps({"kernels": _kernels(), "models": _models()}))
 
 
-@pytest.mark.parametrize("name", ["int8", "int8 rows", "int4 row", "int4"])
-def test_weight_only_kernels_build_for_sm90(name):
+@pytest.mark.parametrize("name, dtype", [("int8", "bf16"), ("int8 rows", "bf16"), ("int4 row", "bf16"),
+                                         ("int4", "bf16"), ("int4", "fp16")])
+def test_weight_only_kernels_build_for_sm90(name, dtype):
     """What the interpreter never compiles, built for an H100/H200 (Triton's ptxas, no GPU): every kernel
     without register spills, its weight tiles loaded by cp.async (LDGSTS: the software pipeline is on), and
     the int4 kernels' inline-PTX forms leaner than their plain forms (what they are there for)."""
@@ -196,6 +197,10 @@ def test_weight_only_kernels_build_for_sm90(name):
 
     from xlstm_zoo.kernels.triton.cubin import WEIGHT_ONLY, build
     fn, tuned, signature, fixed = WEIGHT_ONLY[name]
+    if dtype == "fp16":  # the other PTX pairs (float16's bit pattern)
+        signature = {k: "*fp16" if v == "*bf16" else v for k, v in signature.items()}
+        from xlstm_zoo.kernels.triton.weight_only import _NIBBLE_BIAS
+        fixed = dict(fixed, **dict(zip(("BIAS", "MAGIC"), _NIBBLE_BIAS[torch.float16])))
     config = tuned.configs[0]
     out = build(fn, signature, {**config.kwargs, **fixed}, config.num_warps, config.num_stages)
     assert out.stack == 0, f"{name} {config}: {out.stack} bytes of stack (spills)"
