@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 from typing import NamedTuple
 
+import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
@@ -29,7 +30,8 @@ WEIGHT_ONLY = {  # kernel, its autotuner (the configs), signature (bf16 inputs),
     "int4 row": (wo._int4_row_kernel, wo._INT4_ROW_TUNED, {**_INT4, "N": "i32", "K": "i32", "NG": "i32"},
                  {"G": 128, "HAS_RES": False, "ASM": True}),
     "int4": (wo._int4_kernel, wo._INT4_TUNED, {**_INT4, **{k: "i32" for k in _INTS}},
-             {"G": 128, "BIAS": 128.0, "MAGIC": 0x4300, "HAS_RES": False, "F32_DOT": False, "ASM": True}),
+             {"G": 128, **dict(zip(("BIAS", "MAGIC"), wo._NIBBLE_BIAS[torch.bfloat16])), "HAS_RES": False,
+              "F32_DOT": False, "ASM": True}),
 }
 
 
