@@ -4,8 +4,7 @@ The zoo's own format, for decode: on CUDA, inputs of up to MAX_ROWS rows (decode
 matvec kernels, which read the packed weights once (no torch.compile); longer inputs (prefill) and other
 devices multiply by the dequantized weight, so the CPU runs it too. Any input width is covered (the last
 group is zero-padded: the 7B's FFN down projection has 10944 = 85.5 x 128 inputs). 7B decode on an H200,
-B=1: int8 2.69 ms/token (torchao compiled: 2.84), int4 3.69 with the tensor-core kernel (torchao's tinygemm:
-2.89; the one-row kernel since is ~1.3x faster per product, the step not yet timed); benchmarks/README.md.
+B=1: int8 2.63 ms/token (torchao compiled: 2.84), int4 2.95 (torchao's tinygemm: 2.90); benchmarks/README.md.
 
 int8: scale = max |w| / 127 per row, q = round(w / scale). int4: per group, scale = (max - min) / 15
 (the range clipped as quantize_int4 says), zero point z = round(-min / scale) in [0, 15],

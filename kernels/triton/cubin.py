@@ -22,8 +22,8 @@ _INT4 = {"x": "*bf16", "q": "*u8", "scale": "*bf16", "offset": "*bf16", "res": "
          "part": "*fp32", "count": "*i32"}
 WEIGHT_ONLY = {  # kernel, its autotuner (the configs), signature (bf16 inputs), the GPU's fixed constexprs
     "int8": (wo._int8_kernel, wo._INT8_TUNED,
-             {"x": "*bf16", "q": "*u8", "scale": "*bf16", "res": "*bf16", "y": "*bf16", "N": "i32", "K": "i32",
-              "sxm": "i32", "srm": "i32", "sym": "i32"}, {"HAS_RES": False}),
+             {"x": "*bf16", "q": "*u8", "scale": "*bf16", "res": "*bf16", "y": "*bf16", "N": "i32", "K": "i32"},
+             {"HAS_RES": False}),
     "int8 rows": (wo._int8_rows_kernel, wo._INT8_ROWS_TUNED,
                   {"x": "*bf16", "q": "*u8", "scale": "*bf16", "res": "*bf16", "y": "*bf16", "part": "*fp32",
                    "count": "*i32", **{k: "i32" for k in _INTS if k != "NG"}}, {"HAS_RES": False, "F32_DOT": False}),

@@ -56,26 +56,26 @@ def _fitting(configs, named_args, **kwargs) -> list:
 
 
 @triton.jit
-def _int8_kernel(x, q, scale, res, y, N, K, sxm, srm, sym, BN: tl.constexpr, BK: tl.constexpr,
-                 STAGES: tl.constexpr, HAS_RES: tl.constexpr):
-    """One input row per program (the programs of one block of outputs next to each other in the grid: the
-    rows of a batch then read its weights from L2); one float32 sum per lane, reduced once at the end."""
-    row, n = tl.program_id(0), tl.program_id(1) * BN + tl.arange(0, BN)
+def _int8_kernel(x, q, scale, res, y, N, K, BN: tl.constexpr, BK: tl.constexpr, STAGES: tl.constexpr,
+                 HAS_RES: tl.constexpr):
+    """One input row (B=1 decode; batches take `_int8_rows_kernel`), BN outputs per program: one float32
+    sum per lane, reduced once at the end."""
+    n = tl.program_id(0) * BN + tl.arange(0, BN)
     mn = n < N
-    weights, xr = q + n[:, None].to(tl.int64) * K, x + row * sxm
+    weights = q + n[:, None].to(tl.int64) * K
     acc = tl.zeros([BN, BK], dtype=tl.float32)
     k = tl.arange(0, BK)
     for k0 in tl.range(0, K, BK, num_stages=STAGES):
         kk = k0 + k
         u = tl.load(weights + kk[None, :], mask=mn[:, None] & (kk < K)[None, :], other=0)
-        xv = tl.load(xr + kk, mask=kk < K, other=0.0).to(tl.float32)
+        xv = tl.load(x + kk, mask=kk < K, other=0.0).to(tl.float32)
         # q as float32 without the slow conversion instruction: the byte u (q's two's complement) XOR 128
         # is q + 128, put into the mantissa of 2**23 (one LOP3 does both) and taken off by one subtraction
         acc += xv[None, :] * ((u.to(tl.int32) ^ 0x4B000080).to(tl.float32, bitcast=True) - 8388736.0)
     out = tl.sum(acc, 1) * tl.load(scale + n, mask=mn, other=0.0).to(tl.float32)
     if HAS_RES:
-        out += tl.load(res + row * srm + n, mask=mn, other=0.0).to(tl.float32)
-    tl.store(y + row * sym + n, out.to(y.dtype.element_ty), mask=mn)
+        out += tl.load(res + n, mask=mn, other=0.0).to(tl.float32)
+    tl.store(y + n, out.to(y.dtype.element_ty), mask=mn)
 
 
 _NIBBLES_ASM = tl.constexpr("""{
@@ -358,11 +358,11 @@ def int8_matvec(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, residual=
     M, u8 = rows.shape[0], q.view(torch.uint8)
     flags = dict(HAS_RES=residual is not None)
     if M == 1:
-        args = (rows, u8, scale, res, y, N, K, rows.stride(0), srm, y.stride(0))
+        args = (rows, u8, scale, res, y, N, K)
         if interpreting():
-            _int8_kernel[(1, triton.cdiv(N, 16))](*args, BN=16, BK=64, STAGES=1, **flags)
+            _int8_kernel[(triton.cdiv(N, 16),)](*args, BN=16, BK=64, STAGES=1, **flags)
         else:
-            _INT8_TUNED[lambda meta: (1, triton.cdiv(N, meta["BN"]))](*args, **flags)
+            _INT8_TUNED[lambda meta: (triton.cdiv(N, meta["BN"]),)](*args, **flags)
         return y.reshape(*x.shape[:-1], N)
     part, count = _split_workspace(x.device, N)
     args = (rows, u8, scale, res, y, part, count, M, N, K, rows.stride(0), srm, y.stride(0))
